@@ -1,0 +1,1 @@
+"""Tables, sessions, migrations and the query functions every process shares."""

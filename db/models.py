@@ -1,0 +1,149 @@
+"""SQLAlchemy table classes: model and dataset references, submissions, results."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class SubmissionState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {SubmissionState.SUCCEEDED, SubmissionState.FAILED, SubmissionState.CANCELLED}
+)
+
+
+class ModelRef(Base):
+    """A model as evaluated: where it comes from and the exact revision that ran."""
+
+    __tablename__ = "model_refs"
+    __table_args__ = (
+        UniqueConstraint("source", "name", "resolved_revision", name="uq_model_refs_identity"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # hub | local | trained
+    name: Mapped[str] = mapped_column(String(1024))  # Hub id or absolute folder path
+    requested_revision: Mapped[str | None] = mapped_column(String(255))
+    resolved_revision: Mapped[str] = mapped_column(String(128))  # commit sha or content hash
+    task: Mapped[str] = mapped_column(String(64), default="image-classification")
+    # The training submission that produced a ``trained`` model. No foreign key: submissions
+    # already reference model_refs, and a cycle would complicate migrations on both backends.
+    lineage_submission_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DatasetRef(Base):
+    """A dataset as evaluated: name or path, config, and its revision or fingerprint."""
+
+    __tablename__ = "dataset_refs"
+    __table_args__ = (
+        UniqueConstraint(
+            "source", "name", "config", "fingerprint", name="uq_dataset_refs_identity"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # hub | local
+    name: Mapped[str] = mapped_column(String(1024))
+    config: Mapped[str] = mapped_column(String(255), default="default")
+    requested_revision: Mapped[str | None] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Submission(Base):
+    """The unit of work and of the UI: one evaluation or training request."""
+
+    __tablename__ = "submissions"
+    __table_args__ = (Index("ix_submissions_state_created", "state", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # evaluate | train
+    submitter: Mapped[str] = mapped_column(String(255), default="anonymous")
+    model_id: Mapped[int] = mapped_column(ForeignKey("model_refs.id"))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset_refs.id"))
+    split: Mapped[str | None] = mapped_column(String(255))
+    column_mapping: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    spec_name: Mapped[str] = mapped_column(String(128))
+    spec_version: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default=SubmissionState.QUEUED.value)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    heartbeat_at: Mapped[datetime | None]
+    failure_category: Mapped[str | None] = mapped_column(String(32))
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    celery_task_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    model: Mapped[ModelRef] = relationship(foreign_keys=[model_id], lazy="joined")
+    dataset: Mapped[DatasetRef] = relationship(lazy="joined")
+    results: Mapped[list[Result]] = relationship(back_populates="submission", order_by="Result.id")
+
+
+class Result(Base):
+    """One metric value of one submission, with its provenance. Never updated."""
+
+    __tablename__ = "results"
+    __table_args__ = (
+        UniqueConstraint("submission_id", "metric", name="uq_results_submission_metric"),
+        Index("ix_results_board", "task", "dataset_id", "split", "metric"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
+    model_id: Mapped[int] = mapped_column(ForeignKey("model_refs.id"))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset_refs.id"))
+    task: Mapped[str] = mapped_column(String(64))
+    split: Mapped[str] = mapped_column(String(255))
+    metric: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+    higher_is_better: Mapped[bool]
+    ci_low: Mapped[float | None] = mapped_column(Float)
+    ci_high: Mapped[float | None] = mapped_column(Float)
+    n_samples: Mapped[int] = mapped_column(Integer)
+    spec_name: Mapped[str] = mapped_column(String(128))
+    spec_version: Mapped[str] = mapped_column(String(32))
+    model_revision: Mapped[str] = mapped_column(String(128))
+    dataset_fingerprint: Mapped[str] = mapped_column(String(128))
+    provenance: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    submission: Mapped[Submission] = relationship(back_populates="results")
+    model: Mapped[ModelRef] = relationship(lazy="joined")
+    dataset: Mapped[DatasetRef] = relationship(lazy="joined")

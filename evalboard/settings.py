@@ -1,0 +1,87 @@
+"""One settings object, read from ``EVALBOARD_*`` variables, shared by every process."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "admin"}
+
+
+class Settings(BaseSettings):
+    """Configuration of evalboard; every field maps to ``EVALBOARD_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="EVALBOARD_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    home: Path = Field(default=Path(".evalboard"))
+    database_url: str | None = None
+    broker_url: str | None = None
+    # Folders from which local models and datasets may be read; default: HOME and the cwd.
+    # Given as a comma- or os.pathsep-separated list of folders.
+    allowed_paths: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    admin_secret: str = ""
+    # Evaluation knobs: None means "choose for the device".
+    eval_batch_size: int | None = None
+    eval_num_workers: int | None = None
+    device: str | None = None
+    heartbeat_seconds: float = 10.0
+    dashboard_port: int = 8501
+
+    @field_validator("allowed_paths", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = value.replace(os.pathsep, ",").split(",")
+            return [Path(part.strip()) for part in parts if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        self.home = self.home.expanduser().resolve()
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.home / 'evalboard.db'}"
+        if self.broker_url is None:
+            self.broker_url = f"sqla+sqlite:///{self.home / 'broker.db'}"
+        if not self.allowed_paths:
+            self.allowed_paths = [self.home, Path.cwd()]
+        self.allowed_paths = [p.expanduser().resolve() for p in self.allowed_paths]
+        if self.environment == "production" and self.admin_secret in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "EVALBOARD_ADMIN_SECRET must be set to a real secret when "
+                "EVALBOARD_ENVIRONMENT=production"
+            )
+        return self
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    def ensure_home(self) -> None:
+        """Create the data folder (SQLite files, artifacts, beat schedule) if missing."""
+        self.home.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    """Forget the cached settings (tests change ``EVALBOARD_*`` between cases)."""
+    get_settings.cache_clear()
+
+
+def subprocess_env(settings: Settings) -> dict[str, str]:
+    """Environment for child processes so they see exactly these settings."""
+    env = dict(os.environ)
+    env["EVALBOARD_HOME"] = str(settings.home)
+    env["EVALBOARD_DATABASE_URL"] = str(settings.database_url)
+    env["EVALBOARD_BROKER_URL"] = str(settings.broker_url)
+    return env

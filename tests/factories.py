@@ -1,0 +1,140 @@
+"""Small real models and datasets, built locally: scikit-learn's digits and tiny transformers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+DIGIT_NAMES = [str(i) for i in range(10)]
+
+
+def digits_splits(test_fraction: float = 0.2, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Digits as 8x8 uint8 grayscale images, split into train and test with a fixed seed."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_test = int(len(images) * test_fraction)
+    test, train = order[:n_test], order[n_test:]
+    return {"train": (images[train], digits.target[train]), "test": (images[test], digits.target[test])}
+
+
+def write_digits_imagefolder(root: Path, *, limit: int | None = None) -> Path:
+    """``root/<split>/<class name>/<n>.png``: the layout datasets' imagefolder reads."""
+    for split, (images, labels) in digits_splits().items():
+        for index, (image, label) in enumerate(zip(images[:limit], labels[:limit], strict=True)):
+            folder = root / split / DIGIT_NAMES[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image, mode="L").save(folder / f"{index}.png")
+    return root
+
+
+def digits_dataset_dict(*, limit: int | None = None, string_labels: bool = False):
+    """A datasets.DatasetDict with an Image column and ClassLabel (or string) labels."""
+    import datasets
+
+    label_feature = datasets.Value("string") if string_labels else datasets.ClassLabel(names=DIGIT_NAMES)
+    features = datasets.Features({"image": datasets.Image(), "label": label_feature})
+    splits = {}
+    for split, (images, labels) in digits_splits().items():
+        rows = {
+            "image": [Image.fromarray(image, mode="L") for image in images[:limit]],
+            "label": [DIGIT_NAMES[l] if string_labels else int(l) for l in labels[:limit]],
+        }
+        splits[split] = datasets.Dataset.from_dict(rows, features=features)
+    return datasets.DatasetDict(splits)
+
+
+def write_digits_parquet(root: Path, *, limit: int | None = None, string_labels: bool = False) -> Path:
+    """``root/train.parquet`` and ``root/test.parquet``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for split, dataset in digits_dataset_dict(limit=limit, string_labels=string_labels).items():
+        dataset.to_parquet(str(root / f"{split}.parquet"))
+    return root
+
+
+def write_digits_saved(root: Path, *, limit: int | None = None) -> Path:
+    """A ``save_to_disk`` folder of the digits DatasetDict."""
+    digits_dataset_dict(limit=limit).save_to_disk(str(root))
+    return root
+
+
+def _processor(image_size: int):
+    from transformers import ViTImageProcessor
+
+    return ViTImageProcessor(
+        do_resize=True,
+        size={"height": image_size, "width": image_size},
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+
+
+def make_vit(path: Path, labels: list[str] = DIGIT_NAMES, *, seed: int = 0, image_size: int = 32) -> Path:
+    """A tiny ViT classifier, saved with save_pretrained (safetensors)."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(seed)
+    config = ViTConfig(
+        image_size=image_size,
+        patch_size=8,
+        num_channels=3,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    ViTForImageClassification(config).save_pretrained(path)
+    _processor(image_size).save_pretrained(path)
+    return path
+
+
+def make_resnet(path: Path, labels: list[str] = DIGIT_NAMES, *, seed: int = 0, image_size: int = 32) -> Path:
+    """A tiny ResNet classifier, saved with save_pretrained (safetensors)."""
+    import torch
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    torch.manual_seed(seed)
+    config = ResNetConfig(
+        embedding_size=16,
+        hidden_sizes=[16, 32],
+        depths=[1, 1],
+        layer_type="basic",
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    ResNetForImageClassification(config).save_pretrained(path)
+    _processor(image_size).save_pretrained(path)
+    return path
+
+
+def permute_labels(source: Path, target: Path, permutation: list[int]) -> Path:
+    """The same classifier with its output rows and id2label reordered by ``permutation``.
+
+    Output ``j`` of the new model is output ``permutation[j]`` of the old one, so predictions
+    are identical once labels are matched by name.
+    """
+    import torch
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(source)
+    head = model.classifier if hasattr(model, "classifier") else None
+    linear = head[-1] if isinstance(head, torch.nn.Sequential) else head
+    index = torch.tensor(permutation)
+    with torch.no_grad():
+        linear.weight.copy_(linear.weight[index].clone())
+        linear.bias.copy_(linear.bias[index].clone())
+    old = model.config.id2label
+    model.config.id2label = {j: old[p] for j, p in enumerate(permutation)}
+    model.config.label2id = {name: j for j, name in model.config.id2label.items()}
+    model.save_pretrained(target)
+    AutoImageProcessor.from_pretrained(source).save_pretrained(target)
+    return target

@@ -1,0 +1,1 @@
+"""Standardized evaluation: sources, registered specs and metrics, and the batched engine."""

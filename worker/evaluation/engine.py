@@ -1,0 +1,269 @@
+"""The standardized evaluation: one split, one model, the spec's metrics, full provenance."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from db.schemas import MetricResult
+from evalboard.errors import EvalboardError, FailureCategory
+from evalboard.references import ResolvedDataset, ResolvedModel
+from worker.evaluation.labels import align_labels
+from worker.evaluation.metrics import METRICS, compute_metric
+from worker.evaluation.sources import LoadedSplit, load_split
+from worker.evaluation.specs import DEFAULT_SPEC, SPECS, EvaluationSpec
+
+# Called with (images done, images in total); raise to stop (e.g. on cancel).
+ProgressCallback = Callable[[int, int], None]
+PROPORTION_METRICS = {"accuracy", "top5_accuracy"}
+
+
+@dataclass
+class EvaluationRequest:
+    model: ResolvedModel
+    dataset: ResolvedDataset
+    split: str | None = None
+    image_column: str = "image"
+    label_column: str = "label"
+    spec_name: str = DEFAULT_SPEC
+    batch_size: int | None = None
+    device: str | None = None
+    num_workers: int | None = None
+
+
+@dataclass
+class EvaluationOutcome:
+    split: str
+    n_samples: int
+    metrics: list[MetricResult]
+    provenance: dict[str, Any]
+    references: np.ndarray = field(repr=False)
+    predictions: np.ndarray = field(repr=False)
+
+    def metric_values(self) -> dict[str, float]:
+        return {m.metric: m.value for m in self.metrics}
+
+
+class _RGBImages:
+    """Map-style dataset of (RGB image, label); palette, RGBA and grayscale become RGB."""
+
+    def __init__(self, loaded: LoadedSplit) -> None:
+        self.rows = loaded.dataset
+        self.image_column = loaded.image_column
+        self.label_column = loaded.label_column
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        row = self.rows[int(index)]
+        image = row[self.image_column]
+        if image.mode != "RGB":
+            image = (
+                image.convert("RGBA").convert("RGB") if image.mode == "P" else image.convert("RGB")
+            )
+        return image, int(row[self.label_column])
+
+
+def pick_device(requested: str | None) -> str:
+    import torch
+
+    if requested:
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_batch_size(device: str) -> int:
+    # On 2 CPU cores small batches win (cache-resident activations); GPUs want big ones.
+    return 64 if device.startswith("cuda") else 16
+
+
+def default_num_workers(device: str) -> int:
+    # Celery's prefork children are daemonic and may not fork DataLoader workers.
+    if multiprocessing.current_process().daemon:
+        return 0
+    cpus = os.cpu_count() or 1
+    return min(4, cpus // 2) if device.startswith("cuda") else 0
+
+
+def run_evaluation(
+    request: EvaluationRequest, progress: ProgressCallback | None = None
+) -> EvaluationOutcome:
+    """Load the split and the model, align labels by name, infer in batches, compute metrics."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from worker.evaluation.adapter import ImageClassifier
+
+    spec = SPECS.get(request.spec_name)
+    loaded = load_split(
+        request.dataset,
+        split=request.split,
+        image_column=request.image_column,
+        label_column=request.label_column,
+        preference=spec.split_preference,
+    )
+    device_name = pick_device(request.device)
+    device = torch.device(device_name)
+    classifier = ImageClassifier.load(
+        request.model.load_path,
+        request.model.resolved_revision if request.model.source == "hub" else None,
+        device,
+    )
+    columns = align_labels(classifier.labels, loaded.class_names)
+
+    batch_size = request.batch_size or default_batch_size(device_name)
+    num_workers = (
+        request.num_workers if request.num_workers is not None else default_num_workers(device_name)
+    )
+    images = _RGBImages(loaded)
+    loader = DataLoader(
+        images,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=device.type == "cuda",
+        collate_fn=lambda batch: (
+            classifier.preprocess([image for image, _ in batch]),
+            np.asarray([label for _, label in batch], dtype=np.int64),
+        ),
+    )
+    total = len(images)
+    scores = np.empty((total, len(columns)), dtype=np.float32)
+    references = np.empty(total, dtype=np.int64)
+    done = 0
+    started = time.perf_counter()
+    for pixel_values, labels in loader:
+        logits = _predict_halving_on_oom(classifier, pixel_values)
+        count = len(labels)
+        scores[done : done + count] = logits[:, columns]
+        references[done : done + count] = labels
+        done += count
+        if progress is not None:
+            progress(done, total)
+    inference_seconds = time.perf_counter() - started
+    predictions = scores.argmax(axis=1)
+
+    metrics = compute_spec_metrics(spec, references, predictions, scores)
+    provenance = _provenance(
+        request, spec, loaded, classifier, columns, device_name, batch_size, inference_seconds
+    )
+    return EvaluationOutcome(loaded.split, total, metrics, provenance, references, predictions)
+
+
+def compute_spec_metrics(
+    spec: EvaluationSpec, references: np.ndarray, predictions: np.ndarray, scores: np.ndarray
+) -> list[MetricResult]:
+    """Every metric of the spec that applies to this many classes, with Wilson 95% intervals."""
+    results: list[MetricResult] = []
+    n_classes = scores.shape[1]
+    for name in spec.metrics:
+        metric = METRICS.get(name)
+        if n_classes < metric.min_classes:
+            continue
+        value = compute_metric(
+            metric, references=references, predictions=predictions, scores=scores
+        )
+        low, high = (
+            wilson_interval(value, len(references)) if name in PROPORTION_METRICS else (None, None)
+        )
+        results.append(
+            MetricResult(
+                metric=name,
+                value=value,
+                higher_is_better=metric.higher_is_better,
+                ci_low=low,
+                ci_high=high,
+            )
+        )
+    return results
+
+
+def wilson_interval(proportion: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion measured on ``n`` samples."""
+    if n == 0:
+        return (0.0, 1.0)
+    denominator = 1 + z * z / n
+    centre = (proportion + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(proportion * (1 - proportion) / n + z * z / (4 * n * n)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _predict_halving_on_oom(classifier: Any, pixel_values: Any) -> np.ndarray:
+    """Predict a batch; on out-of-memory, split it in halves and retry (timm's _try_run)."""
+    import torch
+
+    try:
+        return classifier.predict(pixel_values)
+    except torch.OutOfMemoryError:
+        if len(pixel_values) <= 1:
+            raise EvalboardError(
+                "out of memory even at batch size 1", FailureCategory.OUT_OF_MEMORY
+            ) from None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = len(pixel_values) // 2
+        return np.concatenate(
+            [
+                _predict_halving_on_oom(classifier, pixel_values[:half]),
+                _predict_halving_on_oom(classifier, pixel_values[half:]),
+            ]
+        )
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in ("evalboard", "torch", "transformers", "datasets", "evaluate", "scikit-learn"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    versions["python"] = platform.python_version()
+    return versions
+
+
+def _provenance(
+    request: EvaluationRequest,
+    spec: EvaluationSpec,
+    loaded: LoadedSplit,
+    classifier: Any,
+    columns: np.ndarray,
+    device: str,
+    batch_size: int,
+    inference_seconds: float,
+) -> dict[str, Any]:
+    n = len(loaded.dataset)
+    return {
+        "model": request.model.name,
+        "model_source": request.model.source,
+        "model_revision": request.model.resolved_revision,
+        "model_architecture": classifier.architecture,
+        "model_parameters": classifier.num_parameters,
+        "dataset": request.dataset.name,
+        "dataset_config": request.dataset.config,
+        "dataset_fingerprint": request.dataset.fingerprint,
+        "split": loaded.split,
+        "image_column": loaded.image_column,
+        "label_column": loaded.label_column,
+        "class_names": loaded.class_names,
+        "label_columns_in_model": columns.tolist(),
+        "excluded_unlabelled": loaded.excluded_unlabelled,
+        "spec_name": spec.name,
+        "spec_version": spec.version,
+        "n_samples": n,
+        "device": device,
+        "batch_size": batch_size,
+        "duration_s": round(inference_seconds, 4),
+        "images_per_s": round(n / inference_seconds, 2) if inference_seconds > 0 else None,
+        "packages": package_versions(),
+    }
