@@ -144,6 +144,16 @@ def record_progress(session: Session, submission_id: int, progress: float) -> bo
     return _rowcount(result) == 1
 
 
+def touch_heartbeat(session: Session, submission_id: int) -> bool:
+    """Refresh the heartbeat of a running submission."""
+    result = session.execute(
+        update(Submission)
+        .where(Submission.id == submission_id, Submission.state == SubmissionState.RUNNING.value)
+        .values(heartbeat_at=utcnow())
+    )
+    return _rowcount(result) == 1
+
+
 def complete_submission(
     session: Session,
     submission_id: int,

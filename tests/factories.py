@@ -10,7 +10,9 @@ from PIL import Image
 DIGIT_NAMES = [str(i) for i in range(10)]
 
 
-def digits_splits(test_fraction: float = 0.2, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def digits_splits(
+    test_fraction: float = 0.2, seed: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Digits as 8x8 uint8 grayscale images, split into train and test with a fixed seed."""
     from sklearn.datasets import load_digits
 
@@ -19,7 +21,10 @@ def digits_splits(test_fraction: float = 0.2, seed: int = 0) -> dict[str, tuple[
     order = np.random.default_rng(seed).permutation(len(images))
     n_test = int(len(images) * test_fraction)
     test, train = order[:n_test], order[n_test:]
-    return {"train": (images[train], digits.target[train]), "test": (images[test], digits.target[test])}
+    return {
+        "train": (images[train], digits.target[train]),
+        "test": (images[test], digits.target[test]),
+    }
 
 
 def write_digits_imagefolder(root: Path, *, limit: int | None = None) -> Path:
@@ -36,7 +41,9 @@ def digits_dataset_dict(*, limit: int | None = None, string_labels: bool = False
     """A datasets.DatasetDict with an Image column and ClassLabel (or string) labels."""
     import datasets
 
-    label_feature = datasets.Value("string") if string_labels else datasets.ClassLabel(names=DIGIT_NAMES)
+    label_feature = (
+        datasets.Value("string") if string_labels else datasets.ClassLabel(names=DIGIT_NAMES)
+    )
     features = datasets.Features({"image": datasets.Image(), "label": label_feature})
     splits = {}
     for split, (images, labels) in digits_splits().items():
@@ -48,7 +55,9 @@ def digits_dataset_dict(*, limit: int | None = None, string_labels: bool = False
     return datasets.DatasetDict(splits)
 
 
-def write_digits_parquet(root: Path, *, limit: int | None = None, string_labels: bool = False) -> Path:
+def write_digits_parquet(
+    root: Path, *, limit: int | None = None, string_labels: bool = False
+) -> Path:
     """``root/train.parquet`` and ``root/test.parquet``."""
     root.mkdir(parents=True, exist_ok=True)
     for split, dataset in digits_dataset_dict(limit=limit, string_labels=string_labels).items():
@@ -73,7 +82,9 @@ def _processor(image_size: int):
     )
 
 
-def make_vit(path: Path, labels: list[str] = DIGIT_NAMES, *, seed: int = 0, image_size: int = 32) -> Path:
+def make_vit(
+    path: Path, labels: list[str] = DIGIT_NAMES, *, seed: int = 0, image_size: int = 32
+) -> Path:
     """A tiny ViT classifier, saved with save_pretrained (safetensors)."""
     import torch
     from transformers import ViTConfig, ViTForImageClassification
@@ -96,7 +107,9 @@ def make_vit(path: Path, labels: list[str] = DIGIT_NAMES, *, seed: int = 0, imag
     return path
 
 
-def make_resnet(path: Path, labels: list[str] = DIGIT_NAMES, *, seed: int = 0, image_size: int = 32) -> Path:
+def make_resnet(
+    path: Path, labels: list[str] = DIGIT_NAMES, *, seed: int = 0, image_size: int = 32
+) -> Path:
     """A tiny ResNet classifier, saved with save_pretrained (safetensors)."""
     import torch
     from transformers import ResNetConfig, ResNetForImageClassification
@@ -138,3 +151,36 @@ def permute_labels(source: Path, target: Path, permutation: list[int]) -> Path:
     model.save_pretrained(target)
     AutoImageProcessor.from_pretrained(source).save_pretrained(target)
     return target
+
+
+def train_tiny_resnet(path: Path, *, epochs: int = 6, seed: int = 0) -> Path:
+    """A tiny ResNet fitted on the digits train split with a plain loop (a few seconds).
+
+    Tests need a model that is clearly better than chance, so that a wrong label alignment
+    shows up as a wrong accuracy.
+    """
+    import torch
+
+    make_resnet(path, seed=seed)
+    from transformers import AutoImageProcessor, ResNetForImageClassification
+
+    model = ResNetForImageClassification.from_pretrained(path)
+    processor = AutoImageProcessor.from_pretrained(path)
+    images, labels = digits_splits()["train"]
+    pixels = processor(
+        images=[Image.fromarray(image, mode="L").convert("RGB") for image in images],
+        return_tensors="pt",
+    )["pixel_values"]
+    targets = torch.as_tensor(labels, dtype=torch.long)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(epochs):
+        for batch in torch.randperm(len(targets), generator=generator).split(64):
+            loss = model(pixel_values=pixels[batch], labels=targets[batch]).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    model.save_pretrained(path)
+    return path

@@ -74,6 +74,16 @@ class _RGBImages:
         return image, int(row[self.label_column])
 
 
+def quiet_libraries() -> None:
+    """No progress bars or advice from the libraries: our own progress goes to the database."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
 def pick_device(requested: str | None) -> str:
     import torch
 
@@ -104,6 +114,7 @@ def run_evaluation(
 
     from worker.evaluation.adapter import ImageClassifier
 
+    quiet_libraries()
     spec = SPECS.get(request.spec_name)
     loaded = load_split(
         request.dataset,

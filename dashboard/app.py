@@ -1,0 +1,18 @@
+"""Entry point of the dashboard: ``streamlit run dashboard/app.py``; routes to the pages."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+st.set_page_config(page_title="evalboard", layout="wide")
+
+navigation = st.navigation(
+    [
+        st.Page(
+            "pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True
+        ),
+        st.Page("pages/submit.py", title="Submit", icon=":material/upload:"),
+        st.Page("pages/submissions.py", title="Submissions", icon=":material/list:"),
+    ]
+)
+navigation.run()

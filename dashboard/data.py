@@ -1,0 +1,68 @@
+"""Cached read queries: plain rows from ``db/``, refreshed every few seconds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+from sqlalchemy.orm import Session
+
+from db import leaderboard, submissions
+from db.models import Submission
+from db.session import session_scope
+
+# Short enough that progress and new results appear while a page is open.
+REFRESH_SECONDS = 3
+
+LeaderboardView = tuple[str, str, str, str]  # (dataset, config, split, metric)
+
+
+@st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
+def leaderboard_choices() -> list[LeaderboardView]:
+    """Every (dataset, config, split, metric) that has at least one result."""
+    with session_scope() as session:
+        return list(leaderboard.leaderboard_choices(session))
+
+
+@st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
+def leaderboard_rows(dataset: str, config: str, split: str, metric: str) -> list[dict[str, Any]]:
+    """The ranked rows of one leaderboard view, as plain dicts."""
+    with session_scope() as session:
+        rows = leaderboard.leaderboard_rows(
+            session, dataset=dataset, config=config, split=split, metric=metric
+        )
+        return [row.model_dump() for row in rows]
+
+
+@st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
+def recent_submissions(limit: int = 100) -> list[dict[str, Any]]:
+    """The newest submissions first, with their queue position when queued."""
+    with session_scope() as session:
+        return [
+            submission_row(session, submission)
+            for submission in submissions.list_submissions(session, limit=limit)
+        ]
+
+
+def submission_row(session: Session, submission: Submission) -> dict[str, Any]:
+    """One submission as a table row."""
+    return {
+        "id": submission.id,
+        "kind": submission.kind,
+        "state": submission.state,
+        "progress": submission.progress,
+        "queue_position": submissions.queue_position(session, submission),
+        "model": submission.model.name,
+        "dataset": submission.dataset.name,
+        "split": submission.split,
+        "submitter": submission.submitter,
+        "failure_category": submission.failure_category,
+        "failure_message": submission.failure_message,
+        "created_at": submission.created_at,
+        "finished_at": submission.finished_at,
+    }
+
+
+def clear_submission_reads() -> None:
+    """Forget cached submission rows after a write, so the next read sees it."""
+    recent_submissions.clear()

@@ -1,0 +1,74 @@
+"""Submissions page: the newest submissions, live progress, and cancelling one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import actions, data
+
+COLUMNS: dict[str, Any] = {
+    "id": st.column_config.NumberColumn("id", format="%d"),
+    "kind": "kind",
+    "state": "state",
+    "progress": st.column_config.ProgressColumn(
+        "progress", min_value=0.0, max_value=1.0, format="percent"
+    ),
+    "queue_position": st.column_config.NumberColumn("queue position", format="%d"),
+    "model": "model",
+    "dataset": "dataset",
+    "split": "split",
+    "submitter": "submitter",
+    "failure_category": "failure category",
+    "failure_message": st.column_config.TextColumn("failure message", width="large"),
+    "created_at": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss"),
+    "finished_at": st.column_config.DatetimeColumn("finished", format="YYYY-MM-DD HH:mm:ss"),
+}
+
+
+def _cancel() -> None:
+    # A callback runs before the rerun, so the table below already shows the new state.
+    submission_id = st.session_state.get("cancel_id")
+    if submission_id is None:
+        st.session_state["cancel_outcome"] = ("warning", "Enter a submission id to cancel.")
+    elif actions.cancel(int(submission_id)):
+        st.session_state["cancel_outcome"] = ("success", f"Cancelled submission {submission_id}.")
+    else:
+        st.session_state["cancel_outcome"] = (
+            "warning",
+            f"Submission {submission_id} is not queued or running; nothing to cancel.",
+        )
+
+
+@st.fragment(run_every=data.REFRESH_SECONDS)
+def submissions_table() -> None:
+    """The table and progress bars, re-read every few seconds."""
+    rows = data.recent_submissions()
+    if not rows:
+        st.info("No submissions yet: submit an evaluation.")
+        return
+    for row in rows:
+        if row["state"] == "running":
+            st.progress(row["progress"], text=f"Submission {row['id']}: {row['progress']:.0%}")
+    # Names and messages are data: the grid shows them as plain text, never as HTML.
+    st.dataframe(
+        pd.DataFrame(rows, columns=list(COLUMNS)),
+        column_config=COLUMNS,
+        hide_index=True,
+        width="stretch",
+    )
+
+
+st.title("Submissions")
+submissions_table()
+
+st.subheader("Cancel a submission")
+id_column, button_column = st.columns([3, 1], vertical_alignment="bottom")
+id_column.number_input("Submission id", min_value=1, step=1, value=None, key="cancel_id")
+button_column.button("Cancel", key="cancel", on_click=_cancel)
+outcome = st.session_state.pop("cancel_outcome", None)
+if outcome is not None:
+    kind, message = outcome
+    (st.success if kind == "success" else st.warning)(message)

@@ -1,0 +1,62 @@
+"""Submit page: a form that validates, records and enqueues one evaluation."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import actions
+from dashboard.text import escape_markdown
+from evalboard.errors import EvalboardError
+from evalboard.service import EvaluationInput
+from evalboard.settings import get_settings
+
+st.title("Submit an evaluation")
+allowed = ", ".join(str(path) for path in get_settings().allowed_paths)
+st.caption(escape_markdown(f"Local models and datasets must lie under: {allowed}"))
+
+with st.form("submit_evaluation"):
+    model = st.text_input(
+        "Model",
+        key="submit_model",
+        placeholder="google/vit-base-patch16-224 or /path/to/model",
+        help="A Hub model id or a local folder saved with save_pretrained (safetensors).",
+    )
+    revision = st.text_input(
+        "Model revision (optional)",
+        key="submit_revision",
+        help="Branch, tag or commit; empty means the default branch.",
+    )
+    dataset = st.text_input(
+        "Dataset",
+        key="submit_dataset",
+        placeholder="ylecun/mnist or /path/to/dataset",
+        help="A Hub dataset id, or a local imagefolder, parquet file/folder or "
+        "save_to_disk folder.",
+    )
+    config = st.text_input("Dataset config (optional)", key="submit_config")
+    split = st.text_input(
+        "Split (optional)", key="submit_split", help="Empty: test, else validation, else train."
+    )
+    image_column, label_column = st.columns(2)
+    image = image_column.text_input("Image column", value="image", key="submit_image_column")
+    label = label_column.text_input("Label column", value="label", key="submit_label_column")
+    submitter = st.text_input("Submitter name", value="anonymous", key="submit_submitter")
+    submitted = st.form_submit_button("Submit", type="primary")
+
+if submitted:
+    evaluation = EvaluationInput(
+        model=model,
+        revision=revision.strip() or None,
+        dataset=dataset,
+        config=config.strip() or None,
+        split=split.strip() or None,
+        image_column=image.strip(),
+        label_column=label.strip(),
+        submitter=submitter,
+    )
+    try:
+        submission_id = actions.submit(evaluation)
+    except EvalboardError as error:
+        st.error(f"**{error.category.value}**: {escape_markdown(error.message)}")
+    else:
+        st.success(f"Queued submission {submission_id}. Follow it on the Submissions page.")

@@ -1,0 +1,110 @@
+"""Shared fixtures: an isolated evalboard home per test, digits datasets, tiny real models."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+# No network at test time; caches in a throwaway folder so runs never share leftovers.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_EVALUATE_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="evalboard-hf-"))
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+import pytest  # noqa: E402
+
+from tests import factories  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class DigitsData:
+    imagefolder: Path
+    parquet: Path
+    saved: Path
+    root: Path
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    vit: Path
+    resnet: Path
+    trained_resnet: Path
+    permuted_resnet: Path  # trained_resnet with outputs and id2label in another order
+    root: Path
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def digits(data_root: Path) -> DigitsData:
+    root = data_root / "digits"
+    return DigitsData(
+        imagefolder=factories.write_digits_imagefolder(root / "imagefolder"),
+        parquet=factories.write_digits_parquet(root / "parquet"),
+        saved=factories.write_digits_saved(root / "saved"),
+        root=root,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_models(data_root: Path) -> TinyModels:
+    root = data_root / "models"
+    trained = factories.train_tiny_resnet(root / "trained-resnet")
+    return TinyModels(
+        vit=factories.make_vit(root / "vit"),
+        resnet=factories.make_resnet(root / "resnet"),
+        trained_resnet=trained,
+        permuted_resnet=factories.permute_labels(
+            trained, root / "permuted-resnet", [3, 1, 4, 0, 5, 9, 2, 6, 8, 7]
+        ),
+        root=root,
+    )
+
+
+@pytest.fixture()
+def evalboard_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_root: Path
+) -> Iterator[Path]:
+    """A fresh EVALBOARD_HOME with an embedded (SQLite) database migrated to head."""
+    from db.migrate import upgrade
+    from db.session import dispose_engines
+    from evalboard.settings import reset_settings_cache
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("EVALBOARD_HOME", str(home))
+    monkeypatch.delenv("EVALBOARD_DATABASE_URL", raising=False)
+    monkeypatch.delenv("EVALBOARD_BROKER_URL", raising=False)
+    monkeypatch.setenv("EVALBOARD_ALLOWED_PATHS", f"{home},{data_root}")
+    monkeypatch.setenv("EVALBOARD_HEARTBEAT_SECONDS", "1")
+    reset_settings_cache()
+    dispose_engines()
+    _reconfigure_celery()
+    upgrade()
+    yield home
+    dispose_engines()
+    reset_settings_cache()
+    _reconfigure_celery()
+
+
+def _reconfigure_celery() -> None:
+    from kombu import pools
+
+    from evalboard.settings import get_settings
+    from worker.celery_app import app, configure
+
+    # Forget connections and producers bound to the previous test's broker.
+    pools.reset()
+    app._pool = None
+    app.amqp._producer_pool = None
+    configure(app, get_settings())

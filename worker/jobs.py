@@ -1,0 +1,169 @@
+"""Submission jobs: claim atomically, run the engine with progress and heartbeat, record."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+
+from db import submissions as queries
+from db.models import Submission, utcnow
+from db.session import session_scope
+from evalboard.errors import EvalboardError, FailureCategory
+from evalboard.references import ResolvedDataset, ResolvedModel, detect_local_dataset_format
+from evalboard.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+class Cancelled(EvalboardError):
+    category = FailureCategory.CANCELLED
+
+
+class Heartbeat:
+    """Writes the submission's heartbeat from a background thread while the job runs."""
+
+    def __init__(self, submission_id: int, interval: float) -> None:
+        self.submission_id = submission_id
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with session_scope() as session:
+                    queries.touch_heartbeat(session, self.submission_id)
+            except Exception:  # noqa: BLE001 - a missed beat must not kill the job
+                log.exception("heartbeat for submission %s failed", self.submission_id)
+
+
+class ProgressWriter:
+    """Writes progress at most every ``interval`` seconds; stops the job when it was cancelled."""
+
+    def __init__(self, submission_id: int, interval: float = 1.0) -> None:
+        self.submission_id = submission_id
+        self.interval = interval
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last < self.interval:
+            return
+        self._last = now
+        with session_scope() as session:
+            # Inference is ~95% of the job; the rest is metrics and the final write.
+            still_running = queries.record_progress(
+                session, self.submission_id, 0.95 * done / max(total, 1)
+            )
+        if not still_running:
+            raise Cancelled("submission was cancelled while running")
+
+
+def evaluation_request_for(submission: Submission):  # -> EvaluationRequest
+    """The engine's request, rebuilt from what the submission row recorded."""
+    from worker.evaluation.engine import EvaluationRequest
+
+    model = submission.model
+    dataset = submission.dataset
+    local_format = None
+    if dataset.source == "local":
+        from pathlib import Path
+
+        local_format = detect_local_dataset_format(Path(dataset.name))
+    mapping = submission.column_mapping or {}
+    params = submission.parameters or {}
+    return EvaluationRequest(
+        model=ResolvedModel(
+            model.source, model.name, model.requested_revision, model.resolved_revision
+        ),
+        dataset=ResolvedDataset(
+            dataset.source,
+            dataset.name,
+            dataset.config,
+            dataset.requested_revision,
+            dataset.fingerprint,
+            local_format,
+        ),
+        split=submission.split,
+        image_column=mapping.get("image", "image"),
+        label_column=mapping.get("label", "label"),
+        spec_name=submission.spec_name,
+        batch_size=params.get("batch_size") or get_settings().eval_batch_size,
+        num_workers=get_settings().eval_num_workers,
+        device=get_settings().device,
+    )
+
+
+def run_evaluation_job(submission_id: int) -> str:
+    """Run one evaluation submission to a final state, whatever happens; returns that state."""
+    from worker.evaluation.engine import run_evaluation
+
+    with session_scope() as session:
+        if not queries.claim_submission(session, submission_id):
+            current = queries.get_submission(session, submission_id)
+            return current.state if current is not None else "missing"
+    try:
+        with session_scope() as session:
+            submission = queries.get_submission(session, submission_id)
+            assert submission is not None
+            request = evaluation_request_for(submission)
+        with Heartbeat(submission_id, get_settings().heartbeat_seconds):
+            outcome = run_evaluation(request, progress=ProgressWriter(submission_id))
+        with session_scope() as session:
+            stored = queries.complete_submission(
+                session,
+                submission_id,
+                metrics=outcome.metrics,
+                n_samples=outcome.n_samples,
+                provenance=outcome.provenance,
+            )
+        return "succeeded" if stored else _state_of(submission_id)
+    except Cancelled:
+        return _state_of(submission_id)
+    except EvalboardError as error:
+        _fail(submission_id, error.category.value, error.message)
+    except Exception as error:  # noqa: BLE001 - every failure ends with a category
+        log.exception("submission %s failed", submission_id)
+        _fail(submission_id, FailureCategory.INTERNAL.value, f"{type(error).__name__}: {error}")
+    return _state_of(submission_id)
+
+
+def reap_stale(limit_seconds: float | None = None) -> int:
+    """Fail running submissions whose heartbeat stopped (the worker died); returns how many."""
+    settings = get_settings()
+    limit = (
+        limit_seconds if limit_seconds is not None else max(120.0, settings.heartbeat_seconds * 6)
+    )
+    cutoff = utcnow() - timedelta(seconds=limit)
+    reaped = 0
+    with session_scope() as session:
+        for submission in queries.stale_running(session, older_than=cutoff):
+            reaped += queries.fail_submission(
+                session,
+                submission.id,
+                category=FailureCategory.WORKER_LOST.value,
+                message=f"no heartbeat for over {int(limit)} s: the worker running it was lost",
+                from_states=("running",),
+            )
+    return reaped
+
+
+def _fail(submission_id: int, category: str, message: str) -> None:
+    with session_scope() as session:
+        queries.fail_submission(session, submission_id, category=category, message=message)
+
+
+def _state_of(submission_id: int) -> str:
+    with session_scope() as session:
+        submission = queries.get_submission(session, submission_id)
+        return submission.state if submission is not None else "missing"

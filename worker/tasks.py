@@ -1,0 +1,18 @@
+"""Thin Celery tasks: take ids, call plain functions in ``worker.jobs``."""
+
+from __future__ import annotations
+
+from worker import jobs
+from worker.celery_app import EVALUATE_TASK, REAP_TASK, app
+
+
+@app.task(name=EVALUATE_TASK, acks_late=True)
+def evaluate_submission(submission_id: int) -> str:
+    """Run the standardized evaluation of one submission; returns its final state."""
+    return jobs.run_evaluation_job(submission_id)
+
+
+@app.task(name=REAP_TASK)
+def reap_stale_submissions() -> int:
+    """Fail running submissions whose worker stopped sending heartbeats."""
+    return jobs.reap_stale()
