@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,8 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 import pytest  # noqa: E402
 
-from tests import factories  # noqa: E402
+from tests import factories, servers  # noqa: E402
+from tests.servers import Backend  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,30 +72,103 @@ def tiny_models(data_root: Path) -> TinyModels:
     )
 
 
-@pytest.fixture()
-def evalboard_home(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_root: Path
-) -> Iterator[Path]:
-    """A fresh EVALBOARD_HOME with an embedded (SQLite) database migrated to head."""
+def _activate(
+    monkeypatch: pytest.MonkeyPatch,
+    home: Path,
+    allowed: Path,
+    *,
+    database_url: str | None = None,
+    broker_url: str | None = None,
+) -> None:
+    """Point every EVALBOARD_* setting at this test's home and backend, and migrate."""
     from db.migrate import upgrade
     from db.session import dispose_engines
     from evalboard.settings import reset_settings_cache
 
-    home = tmp_path / "home"
-    home.mkdir()
+    home.mkdir(parents=True, exist_ok=True)
     monkeypatch.setenv("EVALBOARD_HOME", str(home))
-    monkeypatch.delenv("EVALBOARD_DATABASE_URL", raising=False)
-    monkeypatch.delenv("EVALBOARD_BROKER_URL", raising=False)
-    monkeypatch.setenv("EVALBOARD_ALLOWED_PATHS", f"{home},{data_root}")
+    for name, value in (
+        ("EVALBOARD_DATABASE_URL", database_url),
+        ("EVALBOARD_BROKER_URL", broker_url),
+    ):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("EVALBOARD_ALLOWED_PATHS", f"{home},{allowed}")
     monkeypatch.setenv("EVALBOARD_HEARTBEAT_SECONDS", "1")
     reset_settings_cache()
     dispose_engines()
     _reconfigure_celery()
     upgrade()
-    yield home
+
+
+def _deactivate() -> None:
+    from db.session import dispose_engines
+    from evalboard.settings import reset_settings_cache
+
     dispose_engines()
     reset_settings_cache()
-    _reconfigure_celery()
+
+
+@pytest.fixture()
+def evalboard_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_root: Path
+) -> Iterator[Path]:
+    """A fresh EVALBOARD_HOME with an embedded (SQLite) database migrated to head."""
+    home = tmp_path / "home"
+    _activate(monkeypatch, home, data_root)
+    yield home
+    _deactivate()
+
+
+@pytest.fixture(params=["embedded", "production"])
+def backend(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    data_root: Path,
+) -> Iterator[Backend]:
+    """Both deployments on real parts: SQLite + kombu's SQL transport, PostgreSQL + Redis."""
+    home = tmp_path / "home"
+    if request.param == "embedded":
+        _activate(monkeypatch, home, data_root)
+        from evalboard.settings import get_settings
+
+        settings = get_settings()
+        yield Backend("embedded", str(settings.database_url), str(settings.broker_url))
+        _deactivate()
+        return
+    with servers.postgres_database() as database_url, servers.redis_database() as broker_url:
+        _activate(monkeypatch, home, data_root, database_url=database_url, broker_url=broker_url)
+        yield Backend("production", database_url, broker_url)
+        _deactivate()
+
+
+@pytest.fixture()
+def start_worker(backend: Backend, tmp_path: Path) -> Iterator[Callable[..., servers.Worker]]:
+    """Start real Celery workers on the active backend; all are stopped at teardown."""
+    from evalboard.settings import get_settings, subprocess_env
+
+    started: list[servers.Worker] = []
+
+    def start(
+        name: str = "w1", queues: str = "eval,train,light", ready: bool = True
+    ) -> servers.Worker:
+        worker = servers.Worker(
+            subprocess_env(get_settings()),
+            tmp_path / f"worker-{name}-{len(started)}.log",
+            name=f"{name}-{len(started)}",
+            queues=queues,
+        )
+        started.append(worker)
+        if ready:
+            worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
 
 
 def _reconfigure_celery() -> None:

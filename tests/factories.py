@@ -184,3 +184,70 @@ def train_tiny_resnet(path: Path, *, epochs: int = 6, seed: int = 0) -> Path:
     model.eval()
     model.save_pretrained(path)
     return path
+
+
+def digits_images(
+    split: str = "test", *, mode: str = "L", limit: int | None = None
+) -> tuple[list[Image.Image], list[int]]:
+    """One digits split as PIL images converted to ``mode`` (L, RGBA, P, ...) and int labels."""
+    images, labels = digits_splits()[split]
+    return (
+        [Image.fromarray(image, mode="L").convert(mode) for image in images[:limit]],
+        [int(label) for label in labels[:limit]],
+    )
+
+
+def write_image_parquet(
+    root: Path,
+    splits: dict[str, tuple[list[Image.Image], list]],
+    *,
+    label_feature=None,
+    image_column: str = "image",
+    label_column: str = "label",
+) -> Path:
+    """``root/<split>.parquet`` from images and labels; labels default to the digit ClassLabel."""
+    import datasets
+
+    if label_feature is None:
+        label_feature = datasets.ClassLabel(names=DIGIT_NAMES)
+    features = datasets.Features({image_column: datasets.Image(), label_column: label_feature})
+    root.mkdir(parents=True, exist_ok=True)
+    for split, (images, labels) in splits.items():
+        rows = {image_column: images, label_column: labels}
+        dataset = datasets.Dataset.from_dict(rows, features=features)
+        dataset.to_parquet(str(root / f"{split}.parquet"))
+    return root
+
+
+def write_image_folder(root: Path, splits: dict[str, tuple[list[Image.Image], list[int]]]) -> Path:
+    """``root/<split>/<digit name>/<n>.png``, each image saved in its own mode."""
+    for split, (images, labels) in splits.items():
+        for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+            folder = root / split / DIGIT_NAMES[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            image.save(folder / f"{index}.png")
+    return root
+
+
+def make_pickle_only_model(path: Path) -> Path:
+    """A tiny classifier folder whose weights are only ``pytorch_model.bin`` (a pickle)."""
+    import torch
+    from safetensors.torch import load_file
+
+    make_resnet(path)
+    weights = path / "model.safetensors"
+    torch.save(load_file(str(weights)), path / "pytorch_model.bin")
+    weights.unlink()
+    return path
+
+
+def make_remote_code_model(path: Path) -> Path:
+    """A tiny classifier folder whose config.json asks for custom code through ``auto_map``."""
+    import json
+
+    make_resnet(path)
+    config_path = path / "config.json"
+    config = json.loads(config_path.read_text())
+    config["auto_map"] = {"AutoModelForImageClassification": "modeling_evil.EvilModel"}
+    config_path.write_text(json.dumps(config))
+    return path

@@ -1,0 +1,148 @@
+"""Submission lifecycle and leaderboard queries on the real database engines."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from db import submissions as queries
+from db.leaderboard import leaderboard_rows
+from db.models import Submission, utcnow
+from db.schemas import DatasetRefCreate, MetricResult, ModelRefCreate, SubmissionCreate
+from db.session import session_scope
+from tests.servers import Backend
+
+
+def _request(
+    model: str, *, dataset: str = "/data/digits", revision: str = "r1"
+) -> SubmissionCreate:
+    return SubmissionCreate(
+        model=ModelRefCreate(source="local", name=model, resolved_revision=revision),
+        dataset=DatasetRefCreate(source="local", name=dataset, fingerprint="fp1"),
+        split="test",
+        spec_name="image-classification",
+        spec_version="1.0",
+    )
+
+
+def _finished(model: str, value: float, *, metric: str = "accuracy", higher: bool = True,
+              revision: str = "r1") -> int:  # fmt: skip
+    with session_scope() as session:
+        submission_id = queries.create_submission(session, _request(model, revision=revision)).id
+        assert queries.claim_submission(session, submission_id)
+        assert queries.complete_submission(
+            session,
+            submission_id,
+            metrics=[MetricResult(metric=metric, value=value, higher_is_better=higher)],
+            n_samples=100,
+            provenance={"split": "test"},
+        )
+    return submission_id
+
+
+@pytest.fixture()
+def database(backend: Backend) -> Iterator[Backend]:
+    yield backend
+
+
+def test_leaderboard_ranks_in_the_metric_direction_and_ties_share_a_rank(database) -> None:
+    ids = {name: _finished(name, value) for name, value in
+           [("a", 0.9), ("b", 0.7), ("c", 0.9), ("d", 0.5)]}  # fmt: skip
+    with session_scope() as session:
+        rows = leaderboard_rows(session, dataset="/data/digits", split="test")
+    assert [(row.model, row.rank) for row in rows] == [("a", 1), ("c", 1), ("b", 3), ("d", 4)]
+    assert rows[0].submission_id == ids["a"]
+
+    for name, loss in [("a", 0.3), ("b", 0.1)]:
+        _finished(name, loss, metric="log_loss", higher=False)
+    with session_scope() as session:
+        rows = leaderboard_rows(session, dataset="/data/digits", split="test", metric="log_loss")
+    assert [(row.model, row.rank) for row in rows] == [("b", 1), ("a", 2)]
+
+
+def test_leaderboard_shows_the_latest_result_per_model(database) -> None:
+    _finished("a", 0.9, revision="old")
+    newest = _finished("a", 0.6, revision="new")
+    _finished("b", 0.8)
+    with session_scope() as session:
+        rows = leaderboard_rows(session, dataset="/data/digits", split="test")
+    assert [(row.model, row.value, row.revision) for row in rows] == [
+        ("b", 0.8, "r1"),
+        ("a", 0.6, "new"),
+    ]
+    assert rows[1].submission_id == newest
+
+
+def test_only_one_of_many_concurrent_claims_wins(database) -> None:
+    with session_scope() as session:
+        ids = [queries.create_submission(session, _request(f"m{i}")).id for i in range(20)]
+    wins: list[int] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(4)
+
+    def claim_all() -> None:
+        barrier.wait()
+        for submission_id in ids:
+            with session_scope() as session:
+                won = queries.claim_submission(session, submission_id)
+            if won:
+                with lock:
+                    wins.append(submission_id)
+
+    threads = [threading.Thread(target=claim_all) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(wins) == ids  # every submission claimed exactly once
+    with session_scope() as session:
+        attempts = [session.get(Submission, i).attempts for i in ids]
+    assert attempts == [1] * len(ids)
+
+
+def test_a_finished_submission_cannot_be_completed_or_failed_again(database) -> None:
+    submission_id = _finished("a", 0.9)
+    with session_scope() as session:
+        assert not queries.claim_submission(session, submission_id)
+        assert not queries.fail_submission(
+            session, submission_id, category="internal", message="late"
+        )
+        assert not queries.complete_submission(
+            session, submission_id, metrics=[], n_samples=1, provenance={}
+        )
+        submission = session.get(Submission, submission_id)
+        assert submission.state == "succeeded"
+        assert len(submission.results) == 1
+
+
+def test_reaper_fails_running_submissions_without_heartbeat(database) -> None:
+    from worker.jobs import reap_stale
+
+    with session_scope() as session:
+        stale = queries.create_submission(session, _request("stale")).id
+        fresh = queries.create_submission(session, _request("fresh")).id
+        queries.claim_submission(session, stale)
+        queries.claim_submission(session, fresh)
+        session.get(Submission, stale).heartbeat_at = utcnow() - timedelta(minutes=10)
+    assert reap_stale(limit_seconds=60) == 1
+    with session_scope() as session:
+        lost = session.get(Submission, stale)
+        assert (lost.state, lost.failure_category) == ("failed", "worker_lost")
+        assert session.get(Submission, fresh).state == "running"
+
+
+def test_queue_position_counts_earlier_queued_submissions(database, tmp_path: Path) -> None:
+    with session_scope() as session:
+        first, second, third = (
+            queries.create_submission(session, _request(name)).id for name in "xyz"
+        )
+        queries.claim_submission(session, first)
+        positions = [
+            queries.queue_position(session, session.get(Submission, i))
+            for i in (first, second, third)
+        ]
+    assert positions == [None, 1, 2]
