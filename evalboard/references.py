@@ -63,7 +63,7 @@ def resolve_local_path(reference: str, settings: Settings, *, what: str) -> Path
     if ".." in candidate.parts:
         raise RefusedError(f"{what} path {reference!r} contains '..'; give a plain path")
     real = candidate.resolve()
-    if not any(real == root or root in real.parents for root in settings.allowed_paths):
+    if not _is_allowed(real, settings):
         allowed = ", ".join(str(p) for p in settings.allowed_paths)
         raise RefusedError(
             f"{what} path {str(real)!r} is outside the allowed folders ({allowed}); "
@@ -71,7 +71,25 @@ def resolve_local_path(reference: str, settings: Settings, *, what: str) -> Path
         )
     if not real.exists():
         raise NotFoundError(f"{what} path {str(real)!r} does not exist")
+    if real.is_dir():
+        _refuse_links_outside(real, settings, what=what)
     return real
+
+
+def _is_allowed(path: Path, settings: Settings) -> bool:
+    return any(path == root or root in path.parents for root in settings.allowed_paths)
+
+
+def _refuse_links_outside(folder: Path, settings: Settings, *, what: str) -> None:
+    """A folder inside the allowed ones must not reach outside them through a symlink."""
+    for directory, subdirectories, files in os.walk(folder, followlinks=False):
+        for name in (*subdirectories, *files):
+            entry = Path(directory) / name
+            if entry.is_symlink() and not _is_allowed(entry.resolve(), settings):
+                raise RefusedError(
+                    f"{what} folder holds a link {str(entry.relative_to(folder))!r} that points "
+                    "outside the allowed folders"
+                )
 
 
 def validate_hub_id(reference: str, *, what: str) -> None:
@@ -89,14 +107,15 @@ def validate_hub_id(reference: str, *, what: str) -> None:
 
 
 def content_hash(path: Path) -> str:
-    """sha256 over every file's relative path and bytes, in a stable order."""
+    """sha256 over every file's relative path, size and bytes, in a stable order."""
     digest = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for file in files:
         relative = file.name if file == path else file.relative_to(path).as_posix()
-        if any(part.startswith(".") for part in Path(relative).parts):
+        if file != path and any(part.startswith(".") for part in Path(relative).parts):
             continue  # caches and lock files (.cache/, .DS_Store) are not content
-        digest.update(relative.encode() + b"\x00")
+        # The size frames the bytes: one file can never hash like two.
+        digest.update(f"{relative}\x00{file.stat().st_size}\x00".encode())
         with file.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)

@@ -49,7 +49,7 @@ def digits_dataset_dict(*, limit: int | None = None, string_labels: bool = False
     for split, (images, labels) in digits_splits().items():
         rows = {
             "image": [Image.fromarray(image, mode="L") for image in images[:limit]],
-            "label": [DIGIT_NAMES[l] if string_labels else int(l) for l in labels[:limit]],
+            "label": [DIGIT_NAMES[y] if string_labels else int(y) for y in labels[:limit]],
         }
         splits[split] = datasets.Dataset.from_dict(rows, features=features)
     return datasets.DatasetDict(splits)

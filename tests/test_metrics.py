@@ -170,11 +170,6 @@ def test_wilson_interval_narrows_as_samples_grow(proportion: float) -> None:
     assert len(set(widths)) == len(widths)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: engine.wilson_interval rounds the bound at 0 or 1 to 1e-17 / 1-1e-16, "
-    "so a perfect (or zero) score lies outside its own interval",
-)
 @pytest.mark.parametrize("proportion", [0.0, 1.0])
 def test_wilson_interval_contains_a_perfect_or_zero_score(proportion: float) -> None:
     outside = []

@@ -137,8 +137,8 @@ def run_evaluation(
         request.num_workers if request.num_workers is not None else default_num_workers(device_name)
     )
     images = _RGBImages(loaded)
-    loader = DataLoader(
-        images,
+    loader: DataLoader[Any] = DataLoader(
+        images,  # type: ignore[arg-type]
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
@@ -207,7 +207,8 @@ def wilson_interval(proportion: float, n: int, z: float = 1.96) -> tuple[float, 
     denominator = 1 + z * z / n
     centre = (proportion + z * z / (2 * n)) / denominator
     half = z * math.sqrt(proportion * (1 - proportion) / n + z * z / (4 * n * n)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # Clamped so that rounding never leaves the value outside its own interval (at 0 or 1).
+    return (max(0.0, min(proportion, centre - half)), min(1.0, max(proportion, centre + half)))
 
 
 def _predict_halving_on_oom(classifier: Any, pixel_values: Any) -> np.ndarray:

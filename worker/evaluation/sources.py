@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,25 +94,7 @@ def load_split(
                 f"column {image_column!r} does not hold images ({dataset.features[image_column]})"
             ) from error
     dataset = dataset.select_columns([image_column, label_column])
-    feature = dataset.features[label_column]
-    if isinstance(feature, datasets.ClassLabel):
-        class_names = [str(name) for name in feature.names]
-    else:
-        values = dataset.unique(label_column)
-        if any(isinstance(v, str) for v in values):
-            class_names = sorted(str(v) for v in values if v is not None)
-            dataset = dataset.cast_column(label_column, datasets.ClassLabel(names=class_names))
-        else:
-            class_names = [str(v) for v in sorted(v for v in values if v is not None and v >= 0)]
-            lookup = {int(name): index for index, name in enumerate(class_names)}
-            dataset = dataset.map(
-                lambda batch: {
-                    label_column: [
-                        lookup.get(v, -1) if v is not None else -1 for v in batch[label_column]
-                    ]
-                },
-                batched=True,
-            )
+    dataset, class_names = _integer_labels(dataset, label_column)
     before = len(dataset)
     labels = dataset[label_column]
     keep = [index for index, value in enumerate(labels) if value is not None and value >= 0]
@@ -129,3 +112,47 @@ def load_split(
         class_names=class_names,
         excluded_unlabelled=before - len(dataset),
     )
+
+
+def _integer_labels(dataset: Any, label_column: str) -> tuple[Any, list[str]]:
+    """Labels as class ids (-1 for unlabelled rows) and the class names, from any label type.
+
+    A ClassLabel keeps its names; strings become sorted names; whole numbers (also floats
+    with NaN gaps, as pandas writes them) become names of their decimal value.
+    """
+    import datasets
+
+    feature = dataset.features[label_column]
+    if isinstance(feature, datasets.ClassLabel):
+        return dataset, [str(name) for name in feature.names]
+    values = [v for v in dataset.unique(label_column) if not _missing(v)]
+    if any(isinstance(v, str) for v in values):
+        class_names = sorted({str(v) for v in values})
+        lookup: dict[Any, int] = {name: index for index, name in enumerate(class_names)}
+        key = str
+    else:
+        if any(isinstance(v, float) and not float(v).is_integer() for v in values):
+            raise BadInputError(
+                f"label column {label_column!r} holds numbers that are not class ids "
+                "(fractions); give integer or string labels"
+            )
+        ids = sorted({int(v) for v in values if int(v) >= 0})
+        class_names = [str(v) for v in ids]
+        lookup = {v: index for index, v in enumerate(ids)}
+        key = int  # type: ignore[assignment]
+    return (
+        dataset.map(
+            lambda batch: {
+                label_column: [
+                    -1 if _missing(v) else lookup.get(key(v), -1) for v in batch[label_column]
+                ]
+            },
+            batched=True,
+            features=datasets.Features({**dataset.features, label_column: datasets.Value("int64")}),
+        ),
+        class_names,
+    )
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
