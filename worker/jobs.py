@@ -104,7 +104,7 @@ def evaluation_request_for(submission: Submission):  # -> EvaluationRequest
     )
 
 
-def run_evaluation_job(submission_id: int) -> str:
+def run_evaluation_job(submission_id: int, *, worker: str | None = None) -> str:
     """Run one evaluation submission to a final state, whatever happens; returns that state."""
     from worker.evaluation.engine import run_evaluation
 
@@ -119,6 +119,7 @@ def run_evaluation_job(submission_id: int) -> str:
             request = evaluation_request_for(submission)
         with Heartbeat(submission_id, get_settings().heartbeat_seconds):
             outcome = run_evaluation(request, progress=ProgressWriter(submission_id))
+        outcome.provenance["worker"] = worker
         with session_scope() as session:
             stored = queries.complete_submission(
                 session,

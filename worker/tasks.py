@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from celery import Task
+
 from worker import jobs
 from worker.celery_app import EVALUATE_TASK, REAP_TASK, app
 
 
-@app.task(name=EVALUATE_TASK, acks_late=True)
-def evaluate_submission(submission_id: int) -> str:
+@app.task(name=EVALUATE_TASK, bind=True, acks_late=True)
+def evaluate_submission(self: Task, submission_id: int) -> str:
     """Run the standardized evaluation of one submission; returns its final state."""
-    return jobs.run_evaluation_job(submission_id)
+    return jobs.run_evaluation_job(submission_id, worker=self.request.hostname)
 
 
 @app.task(name=REAP_TASK)
