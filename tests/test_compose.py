@@ -33,7 +33,7 @@ from worker.celery_app import app as celery_app
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
-PRODUCTION_DOC = ROOT / "docs" / "production.md"
+PRODUCTION_DOC = ROOT / "README.md"
 WORKER_DOCKERFILE = ROOT / "Dockerfile"
 DASHBOARD_DOCKERFILE = ROOT / "Dockerfile.dashboard"
 
