@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import DatasetRef, ModelRef, Result
+from db.models import DatasetRef, ModelRef, Result, Submission
 from db.schemas import LeaderboardRow
 
 

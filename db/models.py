@@ -147,3 +147,34 @@ class Result(Base):
     submission: Mapped[Submission] = relationship(back_populates="results")
     model: Mapped[ModelRef] = relationship(lazy="joined")
     dataset: Mapped[DatasetRef] = relationship(lazy="joined")
+
+
+class TrainingRun(Base):
+    """What a ``train`` submission produced: where, which model, and its evaluation."""
+
+    __tablename__ = "training_runs"
+
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
+    output_dir: Mapped[str] = mapped_column(String(1024))
+    resumed_from: Mapped[str | None] = mapped_column(String(1024))
+    best_checkpoint: Mapped[str | None] = mapped_column(String(1024))
+    trained_model_id: Mapped[int | None] = mapped_column(ForeignKey("model_refs.id"))
+    evaluation_submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrainingLog(Base):
+    """One logged training event: step, epoch, loss, learning rate, validation metrics."""
+
+    __tablename__ = "training_logs"
+    __table_args__ = (Index("ix_training_logs_submission_step", "submission_id", "step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
+    step: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[float | None] = mapped_column(Float)
+    loss: Mapped[float | None] = mapped_column(Float)
+    learning_rate: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

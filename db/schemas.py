@@ -64,4 +64,6 @@ class LeaderboardRow(BaseModel):
     spec_name: str
     spec_version: str
     lineage_submission_id: int | None = None
+    base_model: str | None = None  # for a trained model: what it was fine-tuned from
+    training_parameters: dict[str, Any] | None = None
     evaluated_at: datetime

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import (
@@ -117,12 +117,27 @@ def set_task_id(session: Session, submission_id: int, task_id: str) -> None:
     )
 
 
-def claim_submission(session: Session, submission_id: int) -> bool:
-    """Move ``queued → running`` atomically; False if another worker (or a cancel) won."""
+def claim_submission(
+    session: Session, submission_id: int, *, stale_before: datetime | None = None
+) -> bool:
+    """Move ``queued → running`` atomically; False if another worker (or a cancel) won.
+
+    With ``stale_before``, a ``running`` submission whose heartbeat is older is taken over too:
+    its worker died and the broker delivered the task again.
+    """
     now = utcnow()
+    claimable = Submission.state == SubmissionState.QUEUED.value
+    if stale_before is not None:
+        claimable = or_(
+            claimable,
+            and_(
+                Submission.state == SubmissionState.RUNNING.value,
+                Submission.heartbeat_at < stale_before,
+            ),
+        )
     result = session.execute(
         update(Submission)
-        .where(Submission.id == submission_id, Submission.state == SubmissionState.QUEUED.value)
+        .where(Submission.id == submission_id, claimable)
         .values(
             state=SubmissionState.RUNNING.value,
             started_at=now,
@@ -243,6 +258,20 @@ def cancel_submission(session: Session, submission_id: int) -> bool:
             failure_message="cancelled by request",
             finished_at=utcnow(),
         )
+    )
+    return _rowcount(result) == 1
+
+
+def requeue_submission(session: Session, submission_id: int, *, stale_before: datetime) -> bool:
+    """Put a running submission whose worker stopped beating back to ``queued``."""
+    result = session.execute(
+        update(Submission)
+        .where(
+            Submission.id == submission_id,
+            Submission.state == SubmissionState.RUNNING.value,
+            Submission.heartbeat_at < stale_before,
+        )
+        .values(state=SubmissionState.QUEUED.value, progress=0.0)
     )
     return _rowcount(result) == 1
 

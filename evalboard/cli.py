@@ -29,6 +29,46 @@ def _add_evaluation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    from worker.training.params import TrainingParams
+
+    defaults = TrainingParams()
+    parser.add_argument("--model", required=True, help="base model: Hub id or local folder")
+    parser.add_argument("--dataset", required=True, help="Hub id or local dataset path")
+    parser.add_argument("--revision", help="base model revision")
+    parser.add_argument("--dataset-revision", help="dataset revision on the Hub")
+    parser.add_argument("--config", help="dataset configuration")
+    parser.add_argument("--train-split", default=defaults.train_split)
+    parser.add_argument("--validation-split", help="default: a stratified split of the train split")
+    parser.add_argument("--test-split", help="for the final evaluation (default: test)")
+    parser.add_argument("--image-column", default="image")
+    parser.add_argument("--label-column", default="label")
+    parser.add_argument("--epochs", type=float, default=defaults.epochs)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--warmup-ratio", type=float, default=defaults.warmup_ratio)
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    parser.add_argument("--gradient-accumulation", type=int, default=defaults.gradient_accumulation)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default="auto")
+    parser.add_argument(
+        "--early-stopping-patience", type=int, default=defaults.early_stopping_patience,
+        help="epochs without improvement before stopping; 0 turns early stopping off",
+    )  # fmt: skip
+    parser.add_argument(
+        "--early-stopping-threshold", type=float, default=defaults.early_stopping_threshold
+    )
+    parser.add_argument("--auto-find-batch-size", action="store_true")
+    parser.add_argument(
+        "--augment", action=argparse.BooleanOptionalAction, default=defaults.augment,
+        help="light augmentation (small rotation, shift, brightness)",
+    )  # fmt: skip
+    parser.add_argument("--submitter", default="anonymous")
+    parser.add_argument("--wait", action="store_true", help="block until training ends")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds to wait at most")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalboard", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -49,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--submitter", default="anonymous")
     submit.add_argument("--wait", action="store_true", help="block until the submission ends")
     submit.add_argument("--timeout", type=float, default=None, help="seconds to wait at most")
+
+    train = commands.add_parser("train", help="fine-tune an image classifier, then evaluate it")
+    _add_training_options(train)
 
     status = commands.add_parser("status", help="state, progress and results of a submission")
     status.add_argument("id", type=int)
@@ -82,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "worker": cmd_worker,
         "evaluate": cmd_evaluate,
         "submit": cmd_submit,
+        "train": cmd_train,
         "status": cmd_status,
         "cancel": cmd_cancel,
         "leaderboard": cmd_leaderboard,
@@ -193,6 +237,46 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from evalboard.service import submit_evaluation
 
     submission_id = submit_evaluation(_evaluation_input(args), get_settings())
+    return _follow(submission_id, args)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from evalboard.service import EvaluationInput, submit_training
+
+    training = {
+        "train_split": args.train_split,
+        "validation_split": args.validation_split,
+        "test_split": args.test_split,
+        "epochs": args.epochs,
+        "learning_rate": args.learning_rate,
+        "batch_size": args.batch_size,
+        "warmup_ratio": args.warmup_ratio,
+        "weight_decay": args.weight_decay,
+        "gradient_accumulation": args.gradient_accumulation,
+        "seed": args.seed,
+        "mixed_precision": args.mixed_precision,
+        "early_stopping_patience": args.early_stopping_patience or None,
+        "early_stopping_threshold": args.early_stopping_threshold,
+        "auto_find_batch_size": args.auto_find_batch_size,
+        "augment": args.augment,
+    }
+    evaluation = EvaluationInput(
+        model=args.model,
+        dataset=args.dataset,
+        revision=args.revision,
+        config=args.config,
+        dataset_revision=args.dataset_revision,
+        image_column=args.image_column,
+        label_column=args.label_column,
+        submitter=args.submitter,
+    )
+    submission_id = submit_training(evaluation, training, get_settings())
+    return _follow(submission_id, args)
+
+
+def _follow(submission_id: int, args: argparse.Namespace) -> int:
+    """Print the new submission, or with ``--wait`` its final report; the exit code says how
+    it ended (0 succeeded, 1 failed or cancelled, 3 still running at ``--timeout``)."""
     if not args.wait:
         report = _report(submission_id)
         print(to_json(report) if args.json else f"submission {submission_id} queued")

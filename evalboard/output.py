@@ -67,6 +67,26 @@ def report_text(report: dict[str, Any]) -> str:
         lines.append(f"queue position: {report['queue_position']}")
     if report.get("state") == "running":
         lines.append(f"progress: {100 * (report.get('progress') or 0):.0f}%")
+    training = report.get("training")
+    if training:
+        step = f"step {training['step']}"
+        if training.get("epoch") is not None:
+            step += f", epoch {training['epoch']:.2f}"
+        if training.get("loss") is not None:
+            step += f", loss {training['loss']:.4f}"
+        if training.get("learning_rate") is not None:
+            step += f", learning rate {training['learning_rate']:.2e}"
+        lines.append(f"training: {step}")
+        for name, value in sorted(training.get("validation_metrics", {}).items()):
+            lines.append(f"  validation {name}: {value:.4f}")
+        if training.get("model_dir") and report.get("state") == "succeeded":
+            lines.append(f"trained model: {training['model_dir']}")
+    if report.get("lineage"):
+        lineage = report["lineage"]
+        lines.append(
+            f"fine-tuned from {lineage.get('base_model')} by training submission "
+            f"{lineage.get('training_submission_id')}"
+        )
     if report.get("error"):
         lines.append(f"error [{report['error']['category']}]: {report['error']['message']}")
     if report.get("metrics"):

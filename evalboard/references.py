@@ -21,6 +21,7 @@ SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 WEIGHT_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 DATASET_SCRIPT_SUFFIXES = (".py",)
+MODEL_HASH_IGNORES = frozenset({"README.md"})
 LOCAL_DATASET_FORMATS = ("save_to_disk", "parquet", "imagefolder")
 
 
@@ -106,12 +107,17 @@ def validate_hub_id(reference: str, *, what: str) -> None:
         raise BadInputError(f"{what} {reference!r} is not a valid Hub id (namespace/name)")
 
 
-def content_hash(path: Path) -> str:
-    """sha256 over every file's relative path, size and bytes, in a stable order."""
+def content_hash(path: Path, *, ignore: frozenset[str] = frozenset()) -> str:
+    """sha256 over every file's relative path, size and bytes, in a stable order.
+
+    ``ignore`` names top-level files that do not change what the content computes.
+    """
     digest = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for file in files:
         relative = file.name if file == path else file.relative_to(path).as_posix()
+        if relative in ignore:
+            continue
         if file != path and any(part.startswith(".") for part in Path(relative).parts):
             continue  # caches and lock files (.cache/, .DS_Store) are not content
         # The size frames the bytes: one file can never hash like two.
@@ -121,6 +127,11 @@ def content_hash(path: Path) -> str:
                 digest.update(block)
         digest.update(b"\x00")
     return digest.hexdigest()
+
+
+def model_hash(folder: Path) -> str:
+    """The content hash of a model folder; its model card does not change predictions."""
+    return content_hash(folder, ignore=MODEL_HASH_IGNORES)
 
 
 def check_model_folder(folder: Path, *, allow_pickle: bool = False) -> None:
@@ -162,7 +173,7 @@ def resolve_model(
         if not folder.is_dir():
             raise BadInputError(f"model path {str(folder)!r} is not a folder")
         check_model_folder(folder)
-        return ResolvedModel(source or "local", str(folder), revision, content_hash(folder))
+        return ResolvedModel(source or "local", str(folder), revision, model_hash(folder))
     validate_hub_id(reference, what="model")
     sha = _resolve_hub_revision(reference, revision, repo_type="model")
     return ResolvedModel("hub", reference, revision, sha)

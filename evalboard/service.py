@@ -87,13 +87,49 @@ def prepare_evaluation(
     return PreparedEvaluation(model, dataset, request)
 
 
+def prepare_training(
+    evaluation: EvaluationInput, training: dict[str, Any], settings: Settings | None = None
+) -> PreparedEvaluation:
+    """Validate a fine-tuning request: the same checks, plus its hyperparameters."""
+    from pydantic import ValidationError
+
+    from worker.training.params import TrainingParams
+
+    try:
+        params = TrainingParams.model_validate(training)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise BadInputError(f"invalid training parameters: {problems}") from None
+    prepared = prepare_evaluation(evaluation, settings)
+    request = prepared.request.model_copy(
+        update={
+            "kind": "train",
+            "split": params.train_split,
+            "parameters": {**prepared.request.parameters, "training": params.model_dump()},
+        }
+    )
+    return PreparedEvaluation(prepared.model, prepared.dataset, request)
+
+
+def submit_training(
+    evaluation: EvaluationInput, training: dict[str, Any], settings: Settings | None = None
+) -> int:
+    """Validate, record a ``queued`` training submission and enqueue it; returns its id."""
+    return _record_and_enqueue(prepare_training(evaluation, training, settings).request)
+
+
 def submit_evaluation(evaluation: EvaluationInput, settings: Settings | None = None) -> int:
     """Validate, record a ``queued`` submission and enqueue it; returns the submission id."""
-    prepared = prepare_evaluation(evaluation, settings)
+    return _record_and_enqueue(prepare_evaluation(evaluation, settings).request)
+
+
+def _record_and_enqueue(request: SubmissionCreate) -> int:
     with session_scope() as session:
-        submission_id = queries.create_submission(session, prepared.request).id
+        submission_id = queries.create_submission(session, request).id
     try:
-        enqueue(submission_id, "evaluate")
+        enqueue(submission_id, request.kind)
     except Exception as error:
         # Recorded but never sent: end it with a reason rather than leave it queued forever.
         with session_scope() as session:
@@ -119,12 +155,22 @@ def enqueue(submission_id: int, kind: str) -> str:
 
 
 def submission_report(session: Session, submission: Submission) -> dict[str, Any]:
-    """The JSON contract of a submission: state, metrics, n_samples, error, provenance."""
+    """The JSON contract of a submission: state, metrics, n_samples, error, provenance.
+
+    A training reports the test metrics of its trained model and a ``training`` section.
+    """
     results = submission.results
+    training = None
+    if submission.kind == "train":
+        training = training_report(session, submission.id)
+        evaluation_id = training.get("evaluation_submission_id")
+        evaluation = queries.get_submission(session, evaluation_id) if evaluation_id else None
+        if evaluation is not None:
+            results = evaluation.results
     error = None
     if submission.failure_category and submission.state != "succeeded":
         error = {"category": submission.failure_category, "message": submission.failure_message}
-    return {
+    report = {
         "submission_id": submission.id,
         "kind": submission.kind,
         "state": submission.state,
@@ -142,4 +188,58 @@ def submission_report(session: Session, submission: Submission) -> dict[str, Any
         "provenance": dict(results[0].provenance) if results else {},
         "created_at": submission.created_at.isoformat() if submission.created_at else None,
         "finished_at": submission.finished_at.isoformat() if submission.finished_at else None,
+        "lineage": lineage_report(session, submission.model.lineage_submission_id),
+    }
+    if training is not None:
+        report["training"] = training
+    return report
+
+
+def training_report(session: Session, submission_id: int) -> dict[str, Any]:
+    """Where a training stands: last step, epoch, loss, learning rate, curves, artifacts."""
+    from db import training as training_queries
+
+    run = training_queries.get_training_run(session, submission_id)
+    logs = training_queries.training_logs(session, submission_id)
+    last_loss = next((log for log in reversed(logs) if log.loss is not None), None)
+    last_eval = next((log for log in reversed(logs) if log.metrics), None)
+    return {
+        "step": logs[-1].step if logs else 0,
+        "epoch": logs[-1].epoch if logs else None,
+        "loss": last_loss.loss if last_loss else None,
+        "learning_rate": last_loss.learning_rate if last_loss else None,
+        "validation_metrics": dict(last_eval.metrics) if last_eval else {},
+        "logs": [
+            {
+                "step": log.step,
+                "epoch": log.epoch,
+                "loss": log.loss,
+                "learning_rate": log.learning_rate,
+                **{f"eval_{k}": v for k, v in log.metrics.items()},
+            }
+            for log in logs
+        ],  # fmt: skip
+        "output_dir": run.output_dir if run else None,
+        "model_dir": f"{run.output_dir}/model" if run else None,
+        "resumed_from": run.resumed_from if run else None,
+        "best_checkpoint": run.best_checkpoint if run else None,
+        "evaluation_submission_id": run.evaluation_submission_id if run else None,
+        "parameters": dict(
+            (queries.get_submission(session, submission_id) or Submission()).parameters or {}
+        ).get("training", {}),
+    }
+
+
+def lineage_report(session: Session, training_id: int | None) -> dict[str, Any] | None:
+    """For a trained model: its base model, training submission and hyperparameters."""
+    if training_id is None:
+        return None
+    training = queries.get_submission(session, training_id)
+    if training is None:
+        return {"training_submission_id": training_id}
+    return {
+        "training_submission_id": training_id,
+        "base_model": training.model.name,
+        "base_model_revision": training.model.resolved_revision,
+        "parameters": dict(training.parameters or {}).get("training", {}),
     }

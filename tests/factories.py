@@ -4,37 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
-DIGIT_NAMES = [str(i) for i in range(10)]
+from evalboard.demo import (  # noqa: F401 - re-exported for the tests
+    DIGIT_NAMES,
+    build_resnet,
+    build_vit,
+    digits_splits,
+    write_digits_imagefolder,
+)
 
 
-def digits_splits(
-    test_fraction: float = 0.2, seed: int = 0
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Digits as 8x8 uint8 grayscale images, split into train and test with a fixed seed."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
-    order = np.random.default_rng(seed).permutation(len(images))
-    n_test = int(len(images) * test_fraction)
-    test, train = order[:n_test], order[n_test:]
-    return {
-        "train": (images[train], digits.target[train]),
-        "test": (images[test], digits.target[test]),
-    }
+def make_vit(
+    path: Path, labels: list[str] = DIGIT_NAMES, *, seed: int = 0, image_size: int = 32
+) -> Path:
+    """A tiny ViT classifier (about 24k parameters), saved with save_pretrained."""
+    return build_vit(path, labels, seed=seed, image_size=image_size)
 
 
-def write_digits_imagefolder(root: Path, *, limit: int | None = None) -> Path:
-    """``root/<split>/<class name>/<n>.png``: the layout datasets' imagefolder reads."""
-    for split, (images, labels) in digits_splits().items():
-        for index, (image, label) in enumerate(zip(images[:limit], labels[:limit], strict=True)):
-            folder = root / split / DIGIT_NAMES[label]
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image, mode="L").save(folder / f"{index}.png")
-    return root
+def make_resnet(
+    path: Path, labels: list[str] = DIGIT_NAMES, *, seed: int = 0, image_size: int = 32
+) -> Path:
+    """A tiny ResNet classifier (about 22k parameters), saved with save_pretrained."""
+    return build_resnet(path, labels, seed=seed, image_size=image_size)
 
 
 def digits_dataset_dict(*, limit: int | None = None, string_labels: bool = False):
@@ -69,64 +61,6 @@ def write_digits_saved(root: Path, *, limit: int | None = None) -> Path:
     """A ``save_to_disk`` folder of the digits DatasetDict."""
     digits_dataset_dict(limit=limit).save_to_disk(str(root))
     return root
-
-
-def _processor(image_size: int):
-    from transformers import ViTImageProcessor
-
-    return ViTImageProcessor(
-        do_resize=True,
-        size={"height": image_size, "width": image_size},
-        image_mean=[0.5, 0.5, 0.5],
-        image_std=[0.5, 0.5, 0.5],
-    )
-
-
-def make_vit(
-    path: Path, labels: list[str] = DIGIT_NAMES, *, seed: int = 0, image_size: int = 32
-) -> Path:
-    """A tiny ViT classifier, saved with save_pretrained (safetensors)."""
-    import torch
-    from transformers import ViTConfig, ViTForImageClassification
-
-    torch.manual_seed(seed)
-    config = ViTConfig(
-        image_size=image_size,
-        patch_size=8,
-        num_channels=3,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-    )
-    ViTForImageClassification(config).save_pretrained(path)
-    _processor(image_size).save_pretrained(path)
-    return path
-
-
-def make_resnet(
-    path: Path, labels: list[str] = DIGIT_NAMES, *, seed: int = 0, image_size: int = 32
-) -> Path:
-    """A tiny ResNet classifier, saved with save_pretrained (safetensors)."""
-    import torch
-    from transformers import ResNetConfig, ResNetForImageClassification
-
-    torch.manual_seed(seed)
-    config = ResNetConfig(
-        embedding_size=16,
-        hidden_sizes=[16, 32],
-        depths=[1, 1],
-        layer_type="basic",
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-    )
-    ResNetForImageClassification(config).save_pretrained(path)
-    _processor(image_size).save_pretrained(path)
-    return path
 
 
 def permute_labels(source: Path, target: Path, permutation: list[int]) -> Path:

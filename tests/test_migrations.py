@@ -16,7 +16,7 @@ from db.models import Base
 from db.session import make_engine
 from tests import servers
 
-TABLES = {"model_refs", "dataset_refs", "submissions", "results"}
+TABLES = {"model_refs", "dataset_refs", "submissions", "results", "training_runs", "training_logs"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

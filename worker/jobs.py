@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from db import submissions as queries
 from db.models import Submission, utcnow
@@ -69,31 +71,39 @@ class ProgressWriter:
             raise Cancelled("submission was cancelled while running")
 
 
-def evaluation_request_for(submission: Submission):  # -> EvaluationRequest
+def resolved_dataset_of(submission: Submission) -> ResolvedDataset:
+    """The dataset reference the submission recorded, ready for the loaders."""
+    dataset = submission.dataset
+    local_format = None
+    if dataset.source == "local":
+        local_format = detect_local_dataset_format(Path(dataset.name))
+    return ResolvedDataset(
+        dataset.source,
+        dataset.name,
+        dataset.config,
+        dataset.requested_revision,
+        dataset.fingerprint,
+        local_format,
+    )
+
+
+def stale_cutoff() -> datetime:
+    """Heartbeats older than this mean the worker that held the submission is gone."""
+    return utcnow() - timedelta(seconds=max(3.0, get_settings().heartbeat_seconds * 3))
+
+
+def evaluation_request_for(submission: Submission) -> Any:
     """The engine's request, rebuilt from what the submission row recorded."""
     from worker.evaluation.engine import EvaluationRequest
 
     model = submission.model
-    dataset = submission.dataset
-    local_format = None
-    if dataset.source == "local":
-        from pathlib import Path
-
-        local_format = detect_local_dataset_format(Path(dataset.name))
     mapping = submission.column_mapping or {}
     params = submission.parameters or {}
     return EvaluationRequest(
         model=ResolvedModel(
             model.source, model.name, model.requested_revision, model.resolved_revision
         ),
-        dataset=ResolvedDataset(
-            dataset.source,
-            dataset.name,
-            dataset.config,
-            dataset.requested_revision,
-            dataset.fingerprint,
-            local_format,
-        ),
+        dataset=resolved_dataset_of(submission),
         split=submission.split,
         image_column=mapping.get("image", "image"),
         label_column=mapping.get("label", "label"),
@@ -109,7 +119,7 @@ def run_evaluation_job(submission_id: int, *, worker: str | None = None) -> str:
     from worker.evaluation.engine import run_evaluation
 
     with session_scope() as session:
-        if not queries.claim_submission(session, submission_id):
+        if not queries.claim_submission(session, submission_id, stale_before=stale_cutoff()):
             current = queries.get_submission(session, submission_id)
             return current.state if current is not None else "missing"
     try:
@@ -128,43 +138,60 @@ def run_evaluation_job(submission_id: int, *, worker: str | None = None) -> str:
                 n_samples=outcome.n_samples,
                 provenance=outcome.provenance,
             )
-        return "succeeded" if stored else _state_of(submission_id)
+        return "succeeded" if stored else state_of(submission_id)
     except Cancelled:
-        return _state_of(submission_id)
+        return state_of(submission_id)
     except EvalboardError as error:
-        _fail(submission_id, error.category.value, error.message)
+        fail(submission_id, error.category.value, error.message)
     except Exception as error:  # noqa: BLE001 - every failure ends with a category
         log.exception("submission %s failed", submission_id)
-        _fail(submission_id, FailureCategory.INTERNAL.value, f"{type(error).__name__}: {error}")
-    return _state_of(submission_id)
+        fail(submission_id, FailureCategory.INTERNAL.value, f"{type(error).__name__}: {error}")
+    return state_of(submission_id)
+
+
+MAX_ATTEMPTS = 3
 
 
 def reap_stale(limit_seconds: float | None = None) -> int:
-    """Fail running submissions whose heartbeat stopped (the worker died); returns how many."""
+    """Re-queue running submissions whose worker stopped beating (a training resumes from its
+    last checkpoint), or fail them with ``worker_lost`` after ``MAX_ATTEMPTS``."""
+    from evalboard.service import enqueue
+
     settings = get_settings()
     limit = (
         limit_seconds if limit_seconds is not None else max(120.0, settings.heartbeat_seconds * 6)
     )
     cutoff = utcnow() - timedelta(seconds=limit)
-    reaped = 0
+    requeued: list[tuple[int, str]] = []
+    failed = 0
     with session_scope() as session:
         for submission in queries.stale_running(session, older_than=cutoff):
-            reaped += queries.fail_submission(
+            if submission.attempts < MAX_ATTEMPTS and queries.requeue_submission(
+                session, submission.id, stale_before=cutoff
+            ):
+                requeued.append((submission.id, submission.kind))
+                continue
+            failed += queries.fail_submission(
                 session,
                 submission.id,
                 category=FailureCategory.WORKER_LOST.value,
-                message=f"no heartbeat for over {int(limit)} s: the worker running it was lost",
+                message=(
+                    f"no heartbeat for over {int(limit)} s after {submission.attempts} "
+                    "attempt(s): the worker running it was lost"
+                ),
                 from_states=("running",),
             )
-    return reaped
+    for submission_id, kind in requeued:
+        enqueue(submission_id, kind)
+    return failed + len(requeued)
 
 
-def _fail(submission_id: int, category: str, message: str) -> None:
+def fail(submission_id: int, category: str, message: str) -> None:
     with session_scope() as session:
         queries.fail_submission(session, submission_id, category=category, message=message)
 
 
-def _state_of(submission_id: int) -> str:
+def state_of(submission_id: int) -> str:
     with session_scope() as session:
         submission = queries.get_submission(session, submission_id)
         return submission.state if submission is not None else "missing"

@@ -1,0 +1,1 @@
+"""Zero-code image-classification fine-tuning on transformers' Trainer."""

@@ -1,0 +1,65 @@
+"""A Trainer callback that writes progress to the database and stops on cancel."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from transformers import TrainerCallback
+
+from db import submissions as queries
+from db import training as training_queries
+from db.session import session_scope
+
+# Share of the whole job that training takes; the final evaluation is the rest.
+TRAINING_SHARE = 0.9
+
+
+class DatabaseProgress(TrainerCallback):
+    """Logs step, epoch, loss, learning rate and validation metrics; honours cancellation."""
+
+    def __init__(self, submission_id: int, check_every_s: float = 1.0) -> None:
+        self.submission_id = submission_id
+        self.check_every_s = check_every_s
+        self.cancelled = False
+        self._last_check = 0.0
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+               **kwargs: Any) -> None:  # fmt: skip
+        logs = logs or {}
+        metrics = {
+            key.removeprefix("eval_"): float(value)
+            for key, value in logs.items()
+            if key.startswith("eval_")
+            and isinstance(value, int | float)
+            and not key.endswith(("_runtime", "_per_second"))
+        }
+        with session_scope() as session:
+            training_queries.record_training_log(
+                session,
+                self.submission_id,
+                step=int(state.global_step),
+                epoch=float(state.epoch) if state.epoch is not None else None,
+                loss=_number(logs.get("loss")),
+                learning_rate=_number(logs.get("learning_rate")),
+                metrics=metrics,
+            )
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        now = time.monotonic()
+        if now - self._last_check < self.check_every_s and state.global_step < state.max_steps:
+            return
+        self._last_check = now
+        fraction = state.global_step / max(state.max_steps, 1)
+        with session_scope() as session:
+            running = queries.record_progress(
+                session, self.submission_id, TRAINING_SHARE * fraction
+            )
+        if not running:  # cancelled (or taken over): stop at this step
+            self.cancelled = True
+            control.should_training_stop = True
+            control.should_save = False
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None

@@ -1,0 +1,133 @@
+"""Training data: train, validation and test splits with one shared label space."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from evalboard.errors import BadInputError
+from evalboard.references import ResolvedDataset
+from worker.evaluation.sources import LoadedSplit, available_splits, load_split
+from worker.training.params import TrainingParams
+
+
+@dataclass
+class TrainingData:
+    train: Any
+    validation: Any
+    class_names: list[str]
+    validation_note: str
+
+
+def _remap(loaded: LoadedSplit, class_names: list[str], role: str) -> Any:
+    """Relabel a split by class name into the train split's label ids."""
+    index = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted(set(loaded.class_names) - set(index))
+    present = set(loaded.dataset.unique(loaded.label_column))
+    unknown = [name for name in unknown if loaded.class_names.index(name) in present]
+    if unknown:
+        raise BadInputError(
+            f"{role} split {loaded.split!r} has classes the train split does not: {unknown}"
+        )
+    mapping = [index.get(name, -1) for name in loaded.class_names]
+    column = loaded.label_column
+    return loaded.dataset.map(
+        lambda batch: {column: [mapping[v] for v in batch[column]]}, batched=True
+    )
+
+
+def load_training_data(
+    dataset: ResolvedDataset, params: TrainingParams, *, image_column: str, label_column: str
+) -> TrainingData:
+    """Load and check the splits before any training starts."""
+    import datasets
+
+    splits = available_splits(dataset)
+    if params.train_split not in splits:
+        raise BadInputError(
+            f"train split {params.train_split!r} does not exist; available: {sorted(splits)}"
+        )
+    train = load_split(
+        dataset, split=params.train_split, image_column=image_column, label_column=label_column
+    )
+    class_names = train.class_names
+    counts = _class_counts(train.dataset[label_column], len(class_names))
+    empty = [name for name, count in zip(class_names, counts, strict=True) if count == 0]
+    if empty:
+        raise BadInputError(f"classes with no training example: {empty}")
+    if len(class_names) < 2:
+        raise BadInputError("training needs at least two classes")
+    train_rows = train.dataset.cast_column(label_column, datasets.ClassLabel(names=class_names))
+    if params.validation_split:
+        validation = load_split(
+            dataset,
+            split=params.validation_split,
+            image_column=image_column,
+            label_column=label_column,
+        )
+        return TrainingData(
+            train_rows,
+            _remap(validation, class_names, "validation"),
+            class_names,
+            f"validation split {params.validation_split!r}",
+        )
+    share = f"{params.validation_fraction:.0%}"
+    try:
+        parts = train_rows.train_test_split(
+            test_size=params.validation_fraction,
+            stratify_by_column=label_column,
+            seed=params.seed,
+        )
+        note = f"stratified {share} of {params.train_split!r}, seed {params.seed}"
+    except ValueError:
+        # Too few examples of some class to stratify: a plain seeded split instead.
+        parts = train_rows.train_test_split(test_size=params.validation_fraction, seed=params.seed)
+        note = (
+            f"random {params.validation_fraction:.0%} of {params.train_split!r}, seed {params.seed}"
+        )
+    return TrainingData(parts["train"], parts["test"], class_names, note)
+
+
+def _class_counts(labels: Any, n_classes: int) -> list[int]:
+    counts = [0] * n_classes
+    for label in labels:
+        if 0 <= label < n_classes:
+            counts[label] += 1
+    return counts
+
+
+def light_augmentation(image: Any, rng: random.Random) -> Any:
+    """A small random rotation, shift and brightness change: safe for most image classes."""
+    from PIL import ImageEnhance
+
+    width, height = image.size
+    image = image.rotate(
+        rng.uniform(-10, 10),
+        translate=(rng.uniform(-0.05, 0.05) * width, rng.uniform(-0.05, 0.05) * height),
+    )
+    return ImageEnhance.Brightness(image).enhance(rng.uniform(0.85, 1.15))
+
+
+def image_transform(
+    processor: Any, *, image_column: str, label_column: str, augment: bool, seed: int
+) -> Any:
+    """A datasets transform: RGB images through the model's processor, labels kept."""
+    rng = random.Random(seed)
+
+    def transform(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        images = [to_rgb(image) for image in batch[image_column]]
+        if augment:
+            images = [light_augmentation(image, rng) for image in images]
+        pixel_values = processor(images=images, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixel_values, "labels": batch[label_column]}
+
+    return transform
+
+
+def to_rgb(image: Any) -> Any:
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    return image.convert("RGB")

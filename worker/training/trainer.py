@@ -1,0 +1,226 @@
+"""Fine-tune an image classifier with transformers' Trainer; best checkpoint kept."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalboard.errors import BadInputError, NotFoundError, RefusedError
+from evalboard.references import ResolvedDataset, ResolvedModel
+from worker.training.data import TrainingData, image_transform, load_training_data
+from worker.training.params import TrainingParams
+
+BEST_METRIC = "accuracy"
+
+
+@dataclass
+class TrainingRequest:
+    base_model: ResolvedModel
+    dataset: ResolvedDataset
+    params: TrainingParams
+    output_dir: Path
+    image_column: str = "image"
+    label_column: str = "label"
+    device: str | None = None
+
+
+@dataclass
+class TrainingOutcome:
+    model_dir: Path
+    best_checkpoint: str | None
+    resumed_from: str | None
+    stopped_early: bool
+    cancelled: bool
+    class_names: list[str]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    validation_note: str = ""
+
+
+def _precision_flags(params: TrainingParams, use_cuda: bool) -> dict[str, bool]:
+    import torch
+
+    if not use_cuda or params.mixed_precision == "no":
+        return {"bf16": False, "fp16": False}
+    if params.mixed_precision == "auto":
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"bf16": bf16, "fp16": not bf16}
+    return {"bf16": params.mixed_precision == "bf16", "fp16": params.mixed_precision == "fp16"}
+
+
+def load_base_model(base: ResolvedModel, class_names: list[str]) -> tuple[Any, Any]:
+    """The base model with a head for these classes (a head of another size is replaced)."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+
+    revision = base.resolved_revision if base.source == "hub" else None
+    kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": False}
+    try:
+        config = AutoConfig.from_pretrained(base.name, **kwargs)
+        if getattr(config, "auto_map", None):
+            raise RefusedError("base model config has 'auto_map': custom code is never run")
+        model = AutoModelForImageClassification.from_pretrained(
+            base.name,
+            num_labels=len(class_names),
+            id2label=dict(enumerate(class_names)),
+            label2id={name: i for i, name in enumerate(class_names)},
+            ignore_mismatched_sizes=True,
+            use_safetensors=True,
+            **kwargs,
+        )
+        processor = AutoImageProcessor.from_pretrained(base.name, **kwargs)
+    except RefusedError:
+        raise
+    except OSError as error:
+        raise NotFoundError(f"could not load base model {base.name!r}: {error}") from error
+    except ValueError as error:
+        raise BadInputError(f"base model {base.name!r} cannot be fine-tuned: {error}") from error
+    return model, processor
+
+
+def _compute_metrics(eval_prediction: Any) -> dict[str, float]:
+    from worker.evaluation.metrics import METRICS, compute_metric
+
+    logits = eval_prediction.predictions
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    references = np.asarray(eval_prediction.label_ids)
+    predictions = logits.argmax(axis=-1)
+    return {
+        name: compute_metric(
+            METRICS.get(name), references=references, predictions=predictions, scores=logits
+        )
+        for name in ("accuracy", "f1_macro")
+    }
+
+
+def latest_checkpoint(checkpoints_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not checkpoints_dir.is_dir():
+        return None
+    return get_last_checkpoint(str(checkpoints_dir))
+
+
+def run_training(request: TrainingRequest, callbacks: list[Any]) -> TrainingOutcome:
+    """Train, keep the best checkpoint by validation accuracy, save it with its processor."""
+    import torch
+    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+    from transformers.trainer_callback import PrinterCallback
+
+    from worker.evaluation.engine import quiet_libraries
+
+    quiet_libraries()
+    params = request.params
+    data: TrainingData = load_training_data(
+        request.dataset,
+        params,
+        image_column=request.image_column,
+        label_column=request.label_column,
+    )
+    set_seed(params.seed)
+    model, processor = load_base_model(request.base_model, data.class_names)
+    transform = image_transform
+    data.train.set_transform(
+        transform(processor, image_column=request.image_column,
+                  label_column=request.label_column, augment=params.augment, seed=params.seed)
+    )  # fmt: skip
+    data.validation.set_transform(
+        transform(processor, image_column=request.image_column,
+                  label_column=request.label_column, augment=False, seed=params.seed)
+    )  # fmt: skip
+
+    use_cuda = torch.cuda.is_available() and (request.device or "cuda").startswith("cuda")
+    checkpoints_dir = request.output_dir / "checkpoints"
+    daemon = multiprocessing.current_process().daemon
+    precision = _precision_flags(params, use_cuda)
+    arguments = TrainingArguments(
+        output_dir=str(checkpoints_dir),
+        num_train_epochs=params.epochs,
+        learning_rate=params.learning_rate,
+        per_device_train_batch_size=params.batch_size,
+        per_device_eval_batch_size=params.batch_size,
+        gradient_accumulation_steps=params.gradient_accumulation,
+        warmup_steps=params.warmup_ratio,  # a float in [0, 1) is a ratio in transformers 5
+        weight_decay=params.weight_decay,
+        seed=params.seed,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="steps",
+        logging_steps=10,
+        load_best_model_at_end=True,
+        metric_for_best_model=BEST_METRIC,
+        greater_is_better=True,
+        save_total_limit=1,  # with load_best_model_at_end: the best and the last are kept
+        auto_find_batch_size=params.auto_find_batch_size,
+        use_cpu=not use_cuda,
+        dataloader_num_workers=0 if daemon or not use_cuda else 2,
+        remove_unused_columns=False,
+        report_to="none",
+        disable_tqdm=True,
+        bf16=precision["bf16"],
+        fp16=precision["fp16"],
+    )
+    all_callbacks = list(callbacks)
+    if params.early_stopping_patience:
+        all_callbacks.append(
+            EarlyStoppingCallback(
+                early_stopping_patience=params.early_stopping_patience,
+                early_stopping_threshold=params.early_stopping_threshold,
+            )
+        )
+    trainer = Trainer(
+        model=model,
+        args=arguments,
+        train_dataset=data.train,
+        eval_dataset=data.validation,
+        compute_metrics=_compute_metrics,
+        callbacks=all_callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)  # progress goes to the database, not stdout
+    resume_from = latest_checkpoint(checkpoints_dir)
+    trainer.train(resume_from_checkpoint=resume_from)
+    cancelled = any(getattr(callback, "cancelled", False) for callback in callbacks)
+
+    model_dir = request.output_dir / "model"
+    trainer.save_model(str(model_dir))  # the best model: load_best_model_at_end
+    processor.save_pretrained(str(model_dir))
+    state = trainer.state
+    planned = int(state.max_steps or 0)
+    return TrainingOutcome(
+        model_dir=model_dir,
+        best_checkpoint=state.best_model_checkpoint,
+        resumed_from=resume_from,
+        stopped_early=not cancelled and state.global_step < planned,
+        cancelled=cancelled,
+        class_names=data.class_names,
+        history=list(state.log_history),
+        validation_note=data.validation_note,
+    )
+
+
+def write_training_params(
+    path: Path, request: TrainingRequest, outcome: TrainingOutcome, extra: dict[str, Any]
+) -> None:
+    """The resolved configuration and the per-epoch metrics, beside the model."""
+    epochs = [entry for entry in outcome.history if "eval_loss" in entry]
+    payload = {
+        "base_model": request.base_model.name,
+        "base_model_revision": request.base_model.resolved_revision,
+        "dataset": request.dataset.name,
+        "dataset_config": request.dataset.config,
+        "dataset_fingerprint": request.dataset.fingerprint,
+        "image_column": request.image_column,
+        "label_column": request.label_column,
+        "class_names": outcome.class_names,
+        "validation": outcome.validation_note,
+        "hyperparameters": request.params.model_dump(),
+        "best_checkpoint": outcome.best_checkpoint,
+        "resumed_from": outcome.resumed_from,
+        "stopped_early": outcome.stopped_early,
+        "epochs": epochs,
+        **extra,
+    }
+    path.write_text(json.dumps(payload, indent=2, default=str))
