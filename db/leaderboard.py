@@ -51,7 +51,26 @@ def leaderboard_rows(
         .unique()
         .all()
     )
-    return rank_results(results)
+    return _with_lineage(session, rank_results(results))
+
+
+def _with_lineage(session: Session, rows: list[LeaderboardRow]) -> list[LeaderboardRow]:
+    """Add the base model and hyperparameters of fine-tuned models to their rows."""
+    training_ids = {row.lineage_submission_id for row in rows if row.lineage_submission_id}
+    if not training_ids:
+        return rows
+    trainings = {
+        submission.id: submission
+        for submission in session.scalars(
+            select(Submission).where(Submission.id.in_(training_ids))
+        ).unique()
+    }
+    for row in rows:
+        training = trainings.get(row.lineage_submission_id or -1)
+        if training is not None:
+            row.base_model = training.model.name
+            row.training_parameters = dict(training.parameters or {}).get("training")
+    return rows
 
 
 def rank_results(results: Sequence[Result]) -> list[LeaderboardRow]:
