@@ -185,7 +185,8 @@ def run_training(request: TrainingRequest, callbacks: list[Any]) -> TrainingOutc
     cancelled = any(getattr(callback, "cancelled", False) for callback in callbacks)
 
     model_dir = request.output_dir / "model"
-    trainer.save_model(str(model_dir))  # the best model: load_best_model_at_end
+    # The best model (load_best_model_at_end), without Trainer's pickled training_args.bin.
+    trainer.model.save_pretrained(str(model_dir))
     processor.save_pretrained(str(model_dir))
     state = trainer.state
     planned = int(state.max_steps or 0)
