@@ -12,6 +12,7 @@ navigation = st.navigation(
             "pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True
         ),
         st.Page("pages/submit.py", title="Submit", icon=":material/upload:"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("pages/submissions.py", title="Submissions", icon=":material/list:"),
     ]
 )

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import streamlit as st
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db import leaderboard, submissions
 from db.models import Submission
 from db.session import session_scope
+from evalboard.service import submission_report
 
 # Short enough that progress and new results appear while a page is open.
 REFRESH_SECONDS = 3
@@ -63,6 +65,37 @@ def submission_row(session: Session, submission: Submission) -> dict[str, Any]:
     }
 
 
+@st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
+def training_submissions(limit: int = 100) -> list[dict[str, Any]]:
+    """The newest training submissions first: id, base model, dataset and state."""
+    with session_scope() as session:
+        trainings = session.scalars(
+            select(Submission)
+            .where(Submission.kind == "train")
+            .order_by(Submission.id.desc())
+            .limit(limit)
+        ).unique()
+        return [
+            {
+                "id": training.id,
+                "model": training.model.name,
+                "dataset": training.dataset.name,
+                "state": training.state,
+            }
+            for training in trainings
+        ]
+
+
+@st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
+def submission_detail(submission_id: int) -> dict[str, Any] | None:
+    """The full report of one submission (with its ``training`` section); None if unknown."""
+    with session_scope() as session:
+        submission = submissions.get_submission(session, submission_id)
+        return submission_report(session, submission) if submission is not None else None
+
+
 def clear_submission_reads() -> None:
     """Forget cached submission rows after a write, so the next read sees it."""
     recent_submissions.clear()
+    training_submissions.clear()
+    submission_detail.clear()

@@ -76,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="migrate, start a worker with beat and the dashboard")
     up.add_argument("--port", type=int, default=None, help="dashboard port (default 8501)")
     up.add_argument("--address", default="localhost", help="dashboard address")
+    up.add_argument("--demo", action="store_true", help="queue the digits demo trainings")
+
+    demo = commands.add_parser(
+        "demo", help="fine-tune small models on digits through the queue; print the leaderboard"
+    )
+    demo.add_argument(
+        "--no-worker", action="store_true", help="only queue (a worker is already running)"
+    )
+    demo.add_argument("--json", action="store_true")
 
     worker = commands.add_parser("worker", help="a Celery worker on the configured broker")
     worker.add_argument("celery_args", nargs=argparse.REMAINDER, help="passed to celery worker")
@@ -122,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     handler = {
         "up": cmd_up,
+        "demo": cmd_demo,
         "worker": cmd_worker,
         "evaluate": cmd_evaluate,
         "submit": cmd_submit,
@@ -171,7 +181,20 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     _migrate()
+    if args.demo:
+        from evalboard.demo import submit_demo
+
+        ids = submit_demo(settings.home)
+        print(f"queued demo trainings {ids}: watch them on the Submissions page")
     return run_up(settings, port=args.port or settings.dashboard_port, address=args.address)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from evalboard.demo import run_demo
+
+    settings = get_settings()
+    _migrate()
+    return run_demo(settings, start_worker=not args.no_worker, as_json=args.json)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -149,3 +149,50 @@ def submit_demo(home: Path) -> list[int]:
         )
         for path in setup.base_models.values()
     ]
+
+
+def run_demo(settings: Any, *, start_worker: bool = True, as_json: bool = False) -> int:
+    """Queue the demo trainings, run a worker until they end, print the leaderboard."""
+    import subprocess
+    import sys
+    import time
+
+    from db.leaderboard import leaderboard_rows
+    from db.session import session_scope
+    from db.submissions import get_submission
+    from evalboard.output import leaderboard_text
+    from evalboard.processes import terminate, worker_command
+    from evalboard.settings import subprocess_env
+
+    ids = submit_demo(settings.home)
+    log_path = settings.home / "demo-worker.log"
+    # Progress talk goes to stderr so that stdout stays the leaderboard (JSON with --json).
+    print(f"queued demo trainings {ids}; worker log: {log_path}", file=sys.stderr, flush=True)
+    worker = None
+    if start_worker:
+        with log_path.open("ab") as log:
+            worker = subprocess.Popen(
+                worker_command(settings, beat=False),
+                env=subprocess_env(settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+    try:
+        while True:
+            with session_scope() as session:
+                states = [get_submission(session, i).state for i in ids]  # type: ignore[union-attr]
+            if all(state in ("succeeded", "failed", "cancelled") for state in states):
+                break
+            if worker is not None and worker.poll() is not None:
+                print("the demo worker stopped unexpectedly", flush=True)
+                return 1
+            time.sleep(1.0)
+    finally:
+        if worker is not None:
+            terminate([worker])
+    with session_scope() as session:
+        rows = leaderboard_rows(
+            session, dataset=str((settings.home / "demo" / "digits").resolve()), split="test"
+        )
+    print(leaderboard_text(rows, "json" if as_json else "table"), flush=True)
+    return 0 if all(state == "succeeded" for state in states) else 1

@@ -50,7 +50,7 @@ def run_up(settings: Settings, *, port: int, address: str = "localhost") -> int:
         for name, command in commands.items():
             children[name] = subprocess.Popen(command, env=env)
     except BaseException:
-        _terminate(list(children.values()))
+        terminate(list(children.values()))
         raise
     stopping = False
 
@@ -71,14 +71,14 @@ def run_up(settings: Settings, *, port: int, address: str = "localhost") -> int:
                     stopping = True
             time.sleep(0.2)
     finally:
-        _terminate(list(children.values()))
+        terminate(list(children.values()))
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print("evalboard stopped", flush=True)
     return exit_code
 
 
-def _terminate(children: list[subprocess.Popen[bytes]]) -> None:
+def terminate(children: list[subprocess.Popen[bytes]]) -> None:
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)

@@ -1,4 +1,7 @@
-"""Leaderboard page: pick a (dataset, config, split, metric) view; see models ranked."""
+"""Leaderboard page: pick a (dataset, config, split, metric) view; see models ranked.
+
+Fine-tuned models show their base model, training submission and hyperparameters.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from dashboard import data
+from dashboard.hyperparameters import hyperparameter_table
 from dashboard.text import escape_markdown
 
 TABLE_COLUMNS: dict[str, Any] = {
@@ -19,9 +23,10 @@ TABLE_COLUMNS: dict[str, Any] = {
     "n_samples": st.column_config.NumberColumn("samples", format="%d"),
     "revision": "revision",
     "model_source": "source",
+    "base_model": "fine-tuned from",
     "spec": "spec",
     "dataset_fingerprint": "dataset fingerprint",
-    "lineage_submission_id": st.column_config.NumberColumn("trained by", format="%d"),
+    "lineage_submission_id": st.column_config.NumberColumn("training submission", format="%d"),
     "submission_id": st.column_config.NumberColumn("submission", format="%d"),
     "evaluated_at": st.column_config.DatetimeColumn("evaluated", format="YYYY-MM-DD HH:mm"),
 }
@@ -70,3 +75,17 @@ column_config = dict(TABLE_COLUMNS, value=st.column_config.NumberColumn(metric, 
 st.dataframe(
     table[list(TABLE_COLUMNS)], column_config=column_config, hide_index=True, width="stretch"
 )
+
+fine_tuned = {row["model"]: row for row in rows if row["lineage_submission_id"] is not None}
+if fine_tuned:
+    with st.expander(f"Fine-tuned models ({len(fine_tuned)}): lineage and hyperparameters"):
+        chosen = fine_tuned[
+            st.selectbox("Fine-tuned model", list(fine_tuned), key="leaderboard_fine_tuned")
+        ]
+        st.caption(
+            escape_markdown(
+                f"Fine-tuned from {chosen['base_model'] or 'an unknown base model'} "
+                f"by training submission {chosen['lineage_submission_id']}."
+            )
+        )
+        st.dataframe(hyperparameter_table(chosen["training_parameters"] or {}), hide_index=True)

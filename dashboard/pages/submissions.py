@@ -1,4 +1,4 @@
-"""Submissions page: the newest submissions, live progress, and cancelling one."""
+"""Submissions page: the newest submissions, live progress, training details, cancelling."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import actions, data
+from dashboard.training_view import show_training
 
 COLUMNS: dict[str, Any] = {
     "id": st.column_config.NumberColumn("id", format="%d"),
@@ -61,8 +62,43 @@ def submissions_table() -> None:
     )
 
 
+@st.fragment(run_every=data.REFRESH_SECONDS)
+def training_detail(submission_id: int) -> None:
+    """Progress, curves and outcome of one training, re-read every few seconds."""
+    report = data.submission_detail(submission_id)
+    if report is None or report["kind"] != "train":
+        st.warning(f"Submission {submission_id} is not a training.")
+        return
+    show_training(report)
+
+
+def choose_training(trainings: list[dict[str, Any]]) -> int:
+    """A selectbox of trainings that starts from, and writes back to, the URL's ``training``."""
+    labels = {
+        training["id"]: f"{training['id']}: {training['model']} ({training['state']})"
+        for training in trainings
+    }
+    ids = list(labels)
+    wanted = st.query_params.get("training", "")
+    index = ids.index(int(wanted)) if wanted.isdigit() and int(wanted) in ids else 0
+    choice = st.selectbox(
+        "Training submission",
+        ids,
+        index=index,
+        format_func=lambda id_: labels[id_],
+        key="training_id",
+    )
+    st.query_params["training"] = str(choice)
+    return int(choice)
+
+
 st.title("Submissions")
 submissions_table()
+
+trainings = data.training_submissions()
+if trainings:
+    st.subheader("Training details")
+    training_detail(choose_training(trainings))
 
 st.subheader("Cancel a submission")
 id_column, button_column = st.columns([3, 1], vertical_alignment="bottom")
