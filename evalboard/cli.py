@@ -182,7 +182,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = get_settings()
     _migrate()
     if args.demo:
-        from evalboard.demo import submit_demo
+        from worker.demo import submit_demo
 
         ids = submit_demo(settings.home)
         print(f"queued demo trainings {ids}: watch them on the Submissions page")
@@ -190,7 +190,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from evalboard.demo import run_demo
+    from worker.demo import run_demo
 
     settings = get_settings()
     _migrate()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from evalboard.demo import (  # noqa: F401 - re-exported for the tests
+from worker.demo import (  # noqa: F401 - re-exported for the tests
     DIGIT_NAMES,
     build_resnet,
     build_vit,

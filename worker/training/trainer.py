@@ -107,7 +107,13 @@ def latest_checkpoint(checkpoints_dir: Path) -> str | None:
 def run_training(request: TrainingRequest, callbacks: list[Any]) -> TrainingOutcome:
     """Train, keep the best checkpoint by validation accuracy, save it with its processor."""
     import torch
-    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+    from transformers import (
+        EarlyStoppingCallback,
+        PreTrainedModel,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
     from transformers.trainer_callback import PrinterCallback
 
     from worker.evaluation.engine import quiet_libraries
@@ -186,7 +192,9 @@ def run_training(request: TrainingRequest, callbacks: list[Any]) -> TrainingOutc
 
     model_dir = request.output_dir / "model"
     # The best model (load_best_model_at_end), without Trainer's pickled training_args.bin.
-    trainer.model.save_pretrained(str(model_dir))
+    best_model = trainer.model
+    assert isinstance(best_model, PreTrainedModel)
+    best_model.save_pretrained(str(model_dir))
     processor.save_pretrained(str(model_dir))
     state = trainer.state
     planned = int(state.max_steps or 0)
