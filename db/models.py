@@ -178,3 +178,15 @@ class TrainingLog(Base):
     learning_rate: Mapped[float | None] = mapped_column(Float)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SubmitterToken(Base):
+    """A submitter's token, stored only as its sha256; shown once when issued."""
+
+    __tablename__ = "submitter_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submitter: Mapped[str] = mapped_column(String(255), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]

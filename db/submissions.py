@@ -81,6 +81,70 @@ def create_submission(session: Session, request: SubmissionCreate) -> Submission
     return submission
 
 
+ACTIVE_OR_DONE = (
+    SubmissionState.QUEUED.value,
+    SubmissionState.RUNNING.value,
+    SubmissionState.SUCCEEDED.value,
+)
+# Failures that are ours, not the submitter's: they do not count against a quota.
+OUR_FAILURES = ("internal", "worker_lost", "timeout", "out_of_memory")
+
+
+def find_duplicate(session: Session, request: SubmissionCreate) -> Submission | None:
+    """A queued, running or finished submission identical to ``request``: same resolved model
+    revision, dataset fingerprint, config, split, column mapping, spec and parameters."""
+    candidates = session.scalars(
+        select(Submission)
+        .join(ModelRef, Submission.model_id == ModelRef.id)
+        .join(DatasetRef, Submission.dataset_id == DatasetRef.id)
+        .where(
+            Submission.kind == request.kind,
+            Submission.state.in_(ACTIVE_OR_DONE),
+            ModelRef.source == request.model.source,
+            ModelRef.name == request.model.name,
+            ModelRef.resolved_revision == request.model.resolved_revision,
+            DatasetRef.source == request.dataset.source,
+            DatasetRef.name == request.dataset.name,
+            DatasetRef.config == request.dataset.config,
+            DatasetRef.fingerprint == request.dataset.fingerprint,
+            Submission.spec_name == request.spec_name,
+            Submission.spec_version == request.spec_version,
+        )
+        .order_by(Submission.id)
+    ).unique()
+    for candidate in candidates:
+        if (
+            candidate.split == request.split
+            and (candidate.column_mapping or {}) == request.column_mapping
+            and (candidate.parameters or {}) == request.parameters
+        ):
+            return candidate
+    return None
+
+
+def usage_of(session: Session, submitter: str, *, since: datetime) -> dict[str, int]:
+    """A submitter's counted submissions and attempts since ``since``, and how many are active.
+
+    Cancelled runs and our own failures do not count as submissions; every attempt counts.
+    """
+    rows = session.execute(
+        select(Submission.state, Submission.failure_category, Submission.attempts).where(
+            Submission.submitter == submitter, Submission.created_at >= since
+        )
+    ).all()
+    counted = sum(
+        1
+        for state, category, _ in rows
+        if state != SubmissionState.CANCELLED.value
+        and not (state == SubmissionState.FAILED.value and category in OUR_FAILURES)
+    )
+    active = sum(
+        1 for state, _, _ in rows
+        if state in (SubmissionState.QUEUED.value, SubmissionState.RUNNING.value)
+    )  # fmt: skip
+    return {"submissions": counted, "active": active, "attempts": sum(a for _, _, a in rows)}
+
+
 def get_submission(session: Session, submission_id: int) -> Submission | None:
     return session.get(Submission, submission_id)
 
@@ -113,7 +177,10 @@ def queue_position(session: Session, submission: Submission) -> int | None:
 
 def set_task_id(session: Session, submission_id: int, task_id: str) -> None:
     session.execute(
-        update(Submission).where(Submission.id == submission_id).values(celery_task_id=task_id)
+        update(Submission)
+        .execution_options(synchronize_session=False)
+        .where(Submission.id == submission_id)
+        .values(celery_task_id=task_id)
     )
 
 
@@ -137,6 +204,7 @@ def claim_submission(
         )
     result = session.execute(
         update(Submission)
+        .execution_options(synchronize_session=False)
         .where(Submission.id == submission_id, claimable)
         .values(
             state=SubmissionState.RUNNING.value,
@@ -153,6 +221,7 @@ def record_progress(session: Session, submission_id: int, progress: float) -> bo
     """Write progress and a heartbeat; False when the submission is no longer running."""
     result = session.execute(
         update(Submission)
+        .execution_options(synchronize_session=False)
         .where(Submission.id == submission_id, Submission.state == SubmissionState.RUNNING.value)
         .values(progress=max(0.0, min(1.0, progress)), heartbeat_at=utcnow())
     )
@@ -163,6 +232,7 @@ def touch_heartbeat(session: Session, submission_id: int) -> bool:
     """Refresh the heartbeat of a running submission."""
     result = session.execute(
         update(Submission)
+        .execution_options(synchronize_session=False)
         .where(Submission.id == submission_id, Submission.state == SubmissionState.RUNNING.value)
         .values(heartbeat_at=utcnow())
     )
@@ -184,6 +254,7 @@ def complete_submission(
     now = utcnow()
     result = session.execute(
         update(Submission)
+        .execution_options(synchronize_session=False)
         .where(Submission.id == submission_id, Submission.state == SubmissionState.RUNNING.value)
         .values(state=SubmissionState.SUCCEEDED.value, progress=1.0, finished_at=now)
     )
@@ -233,6 +304,7 @@ def fail_submission(
     """Mark ``failed`` with a category and message, unless it already ended."""
     result = session.execute(
         update(Submission)
+        .execution_options(synchronize_session=False)
         .where(Submission.id == submission_id, Submission.state.in_(list(from_states)))
         .values(
             state=SubmissionState.FAILED.value,
@@ -248,6 +320,7 @@ def cancel_submission(session: Session, submission_id: int) -> bool:
     """Cancel a queued or running submission; a running worker stops at its next check."""
     result = session.execute(
         update(Submission)
+        .execution_options(synchronize_session=False)
         .where(
             Submission.id == submission_id,
             Submission.state.in_([SubmissionState.QUEUED.value, SubmissionState.RUNNING.value]),
@@ -266,6 +339,7 @@ def requeue_submission(session: Session, submission_id: int, *, stale_before: da
     """Put a running submission whose worker stopped beating back to ``queued``."""
     result = session.execute(
         update(Submission)
+        .execution_options(synchronize_session=False)
         .where(
             Submission.id == submission_id,
             Submission.state == SubmissionState.RUNNING.value,

@@ -9,115 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from evalboard.cli_parser import build_parser
 from evalboard.errors import EvalboardError
 from evalboard.output import leaderboard_text, report_text, to_json
 from evalboard.settings import get_settings
 
 FINAL_STATES = {"succeeded", "failed", "cancelled"}
-
-
-def _add_evaluation_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="Hub id or local model folder")
-    parser.add_argument("--dataset", required=True, help="Hub id or local dataset path")
-    parser.add_argument("--revision", help="model revision (branch, tag or commit)")
-    parser.add_argument("--dataset-revision", help="dataset revision on the Hub")
-    parser.add_argument("--config", help="dataset configuration")
-    parser.add_argument("--split", help="split (default: test, then validation, then train)")
-    parser.add_argument("--image-column", default="image")
-    parser.add_argument("--label-column", default="label")
-    parser.add_argument("--batch-size", type=int, help="inference batch size")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-
-
-def _add_training_options(parser: argparse.ArgumentParser) -> None:
-    from worker.training.params import TrainingParams
-
-    defaults = TrainingParams()
-    parser.add_argument("--model", required=True, help="base model: Hub id or local folder")
-    parser.add_argument("--dataset", required=True, help="Hub id or local dataset path")
-    parser.add_argument("--revision", help="base model revision")
-    parser.add_argument("--dataset-revision", help="dataset revision on the Hub")
-    parser.add_argument("--config", help="dataset configuration")
-    parser.add_argument("--train-split", default=defaults.train_split)
-    parser.add_argument("--validation-split", help="default: a stratified split of the train split")
-    parser.add_argument("--test-split", help="for the final evaluation (default: test)")
-    parser.add_argument("--image-column", default="image")
-    parser.add_argument("--label-column", default="label")
-    parser.add_argument("--epochs", type=float, default=defaults.epochs)
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--warmup-ratio", type=float, default=defaults.warmup_ratio)
-    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    parser.add_argument("--gradient-accumulation", type=int, default=defaults.gradient_accumulation)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default="auto")
-    parser.add_argument(
-        "--early-stopping-patience", type=int, default=defaults.early_stopping_patience,
-        help="epochs without improvement before stopping; 0 turns early stopping off",
-    )  # fmt: skip
-    parser.add_argument(
-        "--early-stopping-threshold", type=float, default=defaults.early_stopping_threshold
-    )
-    parser.add_argument("--auto-find-batch-size", action="store_true")
-    parser.add_argument(
-        "--augment", action=argparse.BooleanOptionalAction, default=defaults.augment,
-        help="light augmentation (small rotation, shift, brightness)",
-    )  # fmt: skip
-    parser.add_argument("--submitter", default="anonymous")
-    parser.add_argument("--wait", action="store_true", help="block until training ends")
-    parser.add_argument("--timeout", type=float, default=None, help="seconds to wait at most")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evalboard", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    up = commands.add_parser("up", help="migrate, start a worker with beat and the dashboard")
-    up.add_argument("--port", type=int, default=None, help="dashboard port (default 8501)")
-    up.add_argument("--address", default="localhost", help="dashboard address")
-    up.add_argument("--demo", action="store_true", help="queue the digits demo trainings")
-
-    demo = commands.add_parser(
-        "demo", help="fine-tune small models on digits through the queue; print the leaderboard"
-    )
-    demo.add_argument(
-        "--no-worker", action="store_true", help="only queue (a worker is already running)"
-    )
-    demo.add_argument("--json", action="store_true")
-
-    worker = commands.add_parser("worker", help="a Celery worker on the configured broker")
-    worker.add_argument("celery_args", nargs=argparse.REMAINDER, help="passed to celery worker")
-
-    evaluate = commands.add_parser("evaluate", help="run the standardized evaluation in-process")
-    _add_evaluation_options(evaluate)
-    evaluate.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
-
-    submit = commands.add_parser("submit", help="record and enqueue an evaluation")
-    _add_evaluation_options(submit)
-    submit.add_argument("--submitter", default="anonymous")
-    submit.add_argument("--wait", action="store_true", help="block until the submission ends")
-    submit.add_argument("--timeout", type=float, default=None, help="seconds to wait at most")
-
-    train = commands.add_parser("train", help="fine-tune an image classifier, then evaluate it")
-    _add_training_options(train)
-
-    status = commands.add_parser("status", help="state, progress and results of a submission")
-    status.add_argument("id", type=int)
-    status.add_argument("--json", action="store_true")
-
-    cancel = commands.add_parser("cancel", help="cancel a queued or running submission")
-    cancel.add_argument("id", type=int)
-
-    board = commands.add_parser("leaderboard", help="ranked results")
-    board.add_argument("--dataset", required=True)
-    board.add_argument("--config", default=None)
-    board.add_argument("--split", required=True)
-    board.add_argument("--metric", default="accuracy")
-    board.add_argument("--format", choices=("table", "json", "csv"), default="table")
-
-    commands.add_parser("migrate", help="apply database migrations")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": cmd_train,
         "status": cmd_status,
         "cancel": cmd_cancel,
+        "token": cmd_token,
         "leaderboard": cmd_leaderboard,
         "migrate": cmd_migrate,
     }[args.command]
@@ -177,10 +75,16 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from evalboard.access import admin_secret
     from evalboard.processes import run_up
 
     settings = get_settings()
     _migrate()
+    admin_secret(settings, announce=True)
+    if not settings.allow_anonymous:
+        print("submitting needs a token: evalboard token issue NAME", flush=True)
+    else:
+        print("anonymous local submissions are allowed (EVALBOARD_ALLOW_ANONYMOUS)", flush=True)
     if args.demo:
         from worker.demo import submit_demo
 
@@ -257,14 +161,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from evalboard.service import submit_evaluation
+    from evalboard.service import prepare_evaluation
 
-    submission_id = submit_evaluation(_evaluation_input(args), get_settings())
-    return _follow(submission_id, args)
+    settings = get_settings()
+    request = prepare_evaluation(_evaluation_input(args), settings).request
+    return _queue_and_follow(request, args)
+
+
+def _queue_and_follow(request: Any, args: argparse.Namespace) -> int:
+    from evalboard.service import record_and_enqueue
+
+    submitted = record_and_enqueue(request, get_settings(), token=args.token)
+    if submitted.duplicate:
+        print(
+            f"identical to submission {submitted.submission_id}: returning it, not running again",
+            file=sys.stderr,
+        )
+    return _follow(submitted.submission_id, args)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from evalboard.service import EvaluationInput, submit_training
+    from evalboard.service import EvaluationInput, prepare_training
 
     training = {
         "train_split": args.train_split,
@@ -293,45 +210,56 @@ def cmd_train(args: argparse.Namespace) -> int:
         label_column=args.label_column,
         submitter=args.submitter,
     )
-    submission_id = submit_training(evaluation, training, get_settings())
-    return _follow(submission_id, args)
+    request = prepare_training(evaluation, training, get_settings()).request
+    return _queue_and_follow(request, args)
 
 
 def _follow(submission_id: int, args: argparse.Namespace) -> int:
     """Print the new submission, or with ``--wait`` its final report; the exit code says how
     it ended (0 succeeded, 1 failed or cancelled, 3 still running at ``--timeout``)."""
     if not args.wait:
-        report = _report(submission_id)
+        report = _report(submission_id, args)
         print(to_json(report) if args.json else f"submission {submission_id} queued")
         return 0
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    report = _report(submission_id)
+    report = _report(submission_id, args)
     while report["state"] not in FINAL_STATES:
         if deadline is not None and time.monotonic() > deadline:
             print(to_json(report) if args.json else report_text(report))
             print(f"still {report['state']} after {args.timeout} s", file=sys.stderr)
             return 3
         time.sleep(0.5)
-        report = _report(submission_id)
+        report = _report(submission_id, args)
     print(to_json(report) if args.json else report_text(report))
     return 0 if report["state"] == "succeeded" else 1
 
 
-def _report(submission_id: int) -> dict[str, Any]:
+def _report(submission_id: int, args: argparse.Namespace) -> dict[str, Any]:
     from db.session import session_scope
     from db.submissions import get_submission
-    from evalboard.errors import NotFoundError
+    from evalboard.access import may_manage
+    from evalboard.errors import NotFoundError, RefusedError
     from evalboard.service import submission_report
 
     with session_scope() as session:
         submission = get_submission(session, submission_id)
         if submission is None:
             raise NotFoundError(f"submission {submission_id} does not exist")
+        if not may_manage(
+            submission, token=args.token, secret=_secret(args), settings=get_settings()
+        ):
+            raise RefusedError(f"submission {submission_id} belongs to another submitter")
         return submission_report(session, submission)
 
 
+def _secret(args: argparse.Namespace) -> str | None:
+    from evalboard.access import admin_secret
+
+    return getattr(args, "admin_secret", None) or admin_secret(get_settings())
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    report = _report(args.id)
+    report = _report(args.id, args)
     print(to_json(report) if args.json else report_text(report))
     return 0
 
@@ -340,10 +268,37 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from db.session import session_scope
     from db.submissions import cancel_submission
 
+    _report(args.id, args)  # exists, and the caller may manage it
     with session_scope() as session:
         cancelled = cancel_submission(session, args.id)
     print(f"submission {args.id} {'cancelled' if cancelled else 'was not queued or running'}")
     return 0 if cancelled else 1
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from db.session import session_scope
+    from db.tokens import issue_token, list_tokens, revoke_token
+    from evalboard.access import require_admin
+
+    settings = get_settings()
+    _migrate()
+    require_admin(_secret(args), settings)
+    with session_scope() as session:
+        if args.token_command == "issue":
+            token_id, token = issue_token(session, args.submitter)
+            print(f"token {token_id} for {args.submitter} (shown once, store it now):")
+            print(token)
+            return 0
+        if args.token_command == "revoke":
+            revoked = revoke_token(session, args.token_id)
+            print(
+                f"token {args.token_id} {'revoked' if revoked else 'not found or already revoked'}"
+            )
+            return 0 if revoked else 1
+        for record in list_tokens(session):
+            revoked_at = record.revoked_at.isoformat() if record.revoked_at else "-"
+            print(f"{record.id}\t{record.submitter}\t{record.created_at.isoformat()}\t{revoked_at}")
+    return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:

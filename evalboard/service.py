@@ -6,15 +6,17 @@ Shared by the CLI and the dashboard, so both refuse the same inputs with the sam
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from db import submissions as queries
-from db.models import Submission
+from db.models import Submission, utcnow
 from db.schemas import DatasetRefCreate, ModelRefCreate, SubmissionCreate
 from db.session import session_scope
-from evalboard.errors import BadInputError, EvalboardError, FailureCategory
+from evalboard.access import authenticate
+from evalboard.errors import BadInputError, EvalboardError, FailureCategory, RefusedError
 from evalboard.references import ResolvedDataset, ResolvedModel, resolve_dataset, resolve_model
 from evalboard.settings import Settings, get_settings
 
@@ -113,20 +115,46 @@ def prepare_training(
     return PreparedEvaluation(prepared.model, prepared.dataset, request)
 
 
+@dataclass(frozen=True)
+class Submitted:
+    submission_id: int
+    duplicate: bool  # an identical submission already existed; nothing new was queued
+
+
 def submit_training(
-    evaluation: EvaluationInput, training: dict[str, Any], settings: Settings | None = None
+    evaluation: EvaluationInput,
+    training: dict[str, Any],
+    settings: Settings | None = None,
+    *,
+    token: str | None = None,
 ) -> int:
     """Validate, record a ``queued`` training submission and enqueue it; returns its id."""
-    return _record_and_enqueue(prepare_training(evaluation, training, settings).request)
+    settings = settings or get_settings()
+    request = prepare_training(evaluation, training, settings).request
+    return record_and_enqueue(request, settings, token=token).submission_id
 
 
-def submit_evaluation(evaluation: EvaluationInput, settings: Settings | None = None) -> int:
+def submit_evaluation(
+    evaluation: EvaluationInput, settings: Settings | None = None, *, token: str | None = None
+) -> int:
     """Validate, record a ``queued`` submission and enqueue it; returns the submission id."""
-    return _record_and_enqueue(prepare_evaluation(evaluation, settings).request)
+    settings = settings or get_settings()
+    request = prepare_evaluation(evaluation, settings).request
+    return record_and_enqueue(request, settings, token=token).submission_id
 
 
-def _record_and_enqueue(request: SubmissionCreate) -> int:
+def record_and_enqueue(
+    request: SubmissionCreate, settings: Settings, *, token: str | None = None
+) -> Submitted:
+    """Authenticate, return an identical existing submission, check quotas, then queue."""
+    submitter = authenticate(token, settings)
+    if submitter is not None:
+        request = request.model_copy(update={"submitter": submitter})
     with session_scope() as session:
+        duplicate = queries.find_duplicate(session, request)
+        if duplicate is not None:
+            return Submitted(duplicate.id, duplicate=True)
+        check_quota(session, request.submitter, settings)
         submission_id = queries.create_submission(session, request).id
     try:
         enqueue(submission_id, request.kind)
@@ -140,7 +168,29 @@ def _record_and_enqueue(request: SubmissionCreate) -> int:
                 message=f"could not enqueue on the broker: {type(error).__name__}: {error}",
             )
         raise EvalboardError(f"could not enqueue submission {submission_id}: {error}") from error
-    return submission_id
+    return Submitted(submission_id, duplicate=False)
+
+
+def check_quota(session: Session, submitter: str, settings: Settings) -> None:
+    """Refuse a submission over the submitter's daily, concurrent or attempts quota."""
+    limits = {
+        "submissions": settings.quota_per_day,
+        "active": settings.quota_concurrent,
+        "attempts": settings.quota_attempts_per_day,
+    }
+    if all(limit is None for limit in limits.values()):
+        return
+    usage = queries.usage_of(session, submitter, since=utcnow() - timedelta(days=1))
+    words = {
+        "submissions": "submissions in the last 24 hours",
+        "active": "queued or running submissions",
+        "attempts": "attempts in the last 24 hours",
+    }
+    for key, limit in limits.items():
+        if limit is not None and usage[key] >= limit:
+            raise RefusedError(
+                f"quota reached for {submitter!r}: {usage[key]} {words[key]} (limit {limit})"
+            )
 
 
 def enqueue(submission_id: int, kind: str) -> str:

@@ -32,6 +32,20 @@ class Settings(BaseSettings):
     device: str | None = None
     heartbeat_seconds: float = 10.0
     dashboard_port: int = 8501
+    # Time limits per kind of job (seconds): the soft one ends the job with ``timeout``.
+    eval_time_limit: float = 2 * 3600
+    train_time_limit: float = 24 * 3600
+    # Unacknowledged Redis messages are redelivered after this; above the longest job.
+    visibility_timeout: float = 26 * 3600
+    # Security: pickle checkpoints are refused unless allowed (then loaded weights_only).
+    allow_pickle_weights: bool = False
+    max_image_pixels: int = 89_478_485  # PIL's own default decompression-bomb limit
+    # Who may submit: anonymous local use is allowed by default in development only.
+    allow_anonymous: bool | None = None
+    # Per-submitter quotas; None means unlimited.
+    quota_per_day: int | None = None
+    quota_concurrent: int | None = None
+    quota_attempts_per_day: int | None = None
 
     @field_validator("allowed_paths", mode="before")
     @classmethod
@@ -51,6 +65,8 @@ class Settings(BaseSettings):
         if not self.allowed_paths:
             self.allowed_paths = [self.home, Path.cwd()]
         self.allowed_paths = [p.expanduser().resolve() for p in self.allowed_paths]
+        if self.allow_anonymous is None:
+            self.allow_anonymous = self.environment == "development"
         if self.environment == "production" and self.admin_secret in PLACEHOLDER_SECRETS:
             raise ValueError(
                 "EVALBOARD_ADMIN_SECRET must be set to a real secret when "

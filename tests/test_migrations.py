@@ -16,7 +16,15 @@ from db.models import Base
 from db.session import make_engine
 from tests import servers
 
-TABLES = {"model_refs", "dataset_refs", "submissions", "results", "training_runs", "training_logs"}
+TABLES = {
+    "model_refs",
+    "dataset_refs",
+    "submissions",
+    "results",
+    "training_runs",
+    "training_logs",
+    "submitter_tokens",
+}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

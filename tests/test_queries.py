@@ -119,19 +119,26 @@ def test_a_finished_submission_cannot_be_completed_or_failed_again(database) -> 
         assert len(submission.results) == 1
 
 
-def test_reaper_fails_running_submissions_without_heartbeat(database) -> None:
-    from worker.jobs import reap_stale
+def test_reaper_requeues_lost_work_and_fails_it_after_the_last_attempt(database) -> None:
+    from worker.jobs import MAX_ATTEMPTS, reap_stale
 
     with session_scope() as session:
         stale = queries.create_submission(session, _request("stale")).id
+        exhausted = queries.create_submission(session, _request("exhausted")).id
         fresh = queries.create_submission(session, _request("fresh")).id
-        queries.claim_submission(session, stale)
-        queries.claim_submission(session, fresh)
-        session.get(Submission, stale).heartbeat_at = utcnow() - timedelta(minutes=10)
-    assert reap_stale(limit_seconds=60) == 1
+        for submission_id in (stale, exhausted, fresh):
+            queries.claim_submission(session, submission_id)
     with session_scope() as session:
-        lost = session.get(Submission, stale)
+        session.get(Submission, stale).heartbeat_at = utcnow() - timedelta(minutes=10)
+        session.get(Submission, exhausted).heartbeat_at = utcnow() - timedelta(minutes=10)
+        session.get(Submission, exhausted).attempts = MAX_ATTEMPTS
+    assert reap_stale(limit_seconds=60) == 2
+    with session_scope() as session:
+        assert session.get(Submission, stale).state == "queued"  # sent again
+        assert session.get(Submission, stale).celery_task_id is not None
+        lost = session.get(Submission, exhausted)
         assert (lost.state, lost.failure_category) == ("failed", "worker_lost")
+        assert "attempt" in lost.failure_message
         assert session.get(Submission, fresh).state == "running"
 
 

@@ -20,14 +20,14 @@ TASK_ROUTES = {
     TRAIN_TASK: {"queue": TRAIN_QUEUE},
     "evalboard.*": {"queue": LIGHT_QUEUE},
 }
-# Longest job we expect; a Redis message unacknowledged this long is redelivered.
-VISIBILITY_TIMEOUT_S = 6 * 3600
+# After its soft limit a job gets this long to record ``timeout`` before it is killed.
+HARD_LIMIT_GRACE_S = 60
 
 
-def transport_options(broker_url: str) -> dict[str, object]:
+def transport_options(broker_url: str, visibility_timeout: float) -> dict[str, object]:
     """Broker options per transport (the SQLAlchemy transport passes them to create_engine)."""
     if broker_url.startswith(("redis://", "rediss://")):
-        return {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+        return {"visibility_timeout": visibility_timeout}
     if broker_url.startswith("sqla+sqlite"):
         return {"connect_args": {"timeout": 30}}
     return {}
@@ -38,7 +38,19 @@ def configure(app: Celery, settings: Settings) -> None:
     app.conf.update(
         broker_url=settings.broker_url,
         broker_connection_retry_on_startup=True,
-        broker_transport_options=transport_options(str(settings.broker_url)),
+        broker_transport_options=transport_options(
+            str(settings.broker_url), settings.visibility_timeout
+        ),
+        task_annotations={
+            EVALUATE_TASK: {
+                "soft_time_limit": settings.eval_time_limit,
+                "time_limit": settings.eval_time_limit + HARD_LIMIT_GRACE_S,
+            },
+            TRAIN_TASK: {
+                "soft_time_limit": settings.train_time_limit,
+                "time_limit": settings.train_time_limit + HARD_LIMIT_GRACE_S,
+            },
+        },
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",

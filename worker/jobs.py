@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from db import submissions as queries
 from db.models import Submission, utcnow
 from db.session import session_scope
@@ -141,6 +143,13 @@ def run_evaluation_job(submission_id: int, *, worker: str | None = None) -> str:
         return "succeeded" if stored else state_of(submission_id)
     except Cancelled:
         return state_of(submission_id)
+    except SoftTimeLimitExceeded:
+        limit = get_settings().eval_time_limit
+        fail(
+            submission_id,
+            FailureCategory.TIMEOUT.value,
+            f"evaluation ran past its {limit:.0f} s limit",
+        )
     except EvalboardError as error:
         fail(submission_id, error.category.value, error.message)
     except Exception as error:  # noqa: BLE001 - every failure ends with a category

@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 
 from db.schemas import MetricResult
-from evalboard.errors import EvalboardError, FailureCategory
+from evalboard.errors import BadInputError, EvalboardError, FailureCategory
 from evalboard.references import ResolvedDataset, ResolvedModel
+from evalboard.settings import get_settings
 from worker.evaluation.labels import align_labels
 from worker.evaluation.metrics import METRICS, compute_metric
-from worker.evaluation.sources import LoadedSplit, load_split
+from worker.evaluation.sources import ROW_ID, BadImage, LoadedSplit, decode_image, load_split
 from worker.evaluation.specs import DEFAULT_SPEC, SPECS, EvaluationSpec
 
 # Called with (images done, images in total); raise to stop (e.g. on cancel).
@@ -54,24 +55,24 @@ class EvaluationOutcome:
 
 
 class _RGBImages:
-    """Map-style dataset of (RGB image, label); palette, RGBA and grayscale become RGB."""
+    """Map-style dataset of (RGB image or None, label, row id, reason it was unusable)."""
 
-    def __init__(self, loaded: LoadedSplit) -> None:
+    def __init__(self, loaded: LoadedSplit, max_pixels: int) -> None:
         self.rows = loaded.dataset
         self.image_column = loaded.image_column
         self.label_column = loaded.label_column
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
+    def __getitem__(self, index: int) -> tuple[Any, int, int, str | None]:
         row = self.rows[int(index)]
-        image = row[self.image_column]
-        if image.mode != "RGB":
-            image = (
-                image.convert("RGBA").convert("RGB") if image.mode == "P" else image.convert("RGB")
-            )
-        return image, int(row[self.label_column])
+        label, row_id = int(row[self.label_column]), int(row[ROW_ID])
+        try:
+            return decode_image(row[self.image_column], self.max_pixels), label, row_id, None
+        except BadImage as error:
+            return None, label, row_id, str(error)
 
 
 def quiet_libraries() -> None:
@@ -122,6 +123,7 @@ def run_evaluation(
         image_column=request.image_column,
         label_column=request.label_column,
         preference=spec.split_preference,
+        decode=False,
     )
     device_name = pick_device(request.device)
     device = torch.device(device_name)
@@ -136,7 +138,8 @@ def run_evaluation(
     num_workers = (
         request.num_workers if request.num_workers is not None else default_num_workers(device_name)
     )
-    images = _RGBImages(loaded)
+    settings = get_settings()
+    images = _RGBImages(loaded, settings.max_image_pixels)
     loader: DataLoader[Any] = DataLoader(
         images,  # type: ignore[arg-type]
         batch_size=batch_size,
@@ -144,32 +147,59 @@ def run_evaluation(
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=device.type == "cuda",
-        collate_fn=lambda batch: (
-            classifier.preprocess([image for image, _ in batch]),
-            np.asarray([label for _, label in batch], dtype=np.int64),
-        ),
+        collate_fn=lambda batch: _collate(classifier, batch),
     )
     total = len(images)
     scores = np.empty((total, len(columns)), dtype=np.float32)
     references = np.empty(total, dtype=np.int64)
-    done = 0
+    bad_images: list[dict[str, Any]] = []
+    done = kept = 0
     started = time.perf_counter()
-    for pixel_values, labels in loader:
-        logits = _predict_halving_on_oom(classifier, pixel_values)
-        count = len(labels)
-        scores[done : done + count] = logits[:, columns]
-        references[done : done + count] = labels
-        done += count
+    for pixel_values, labels, bad in loader:
+        bad_images.extend(bad)
+        if pixel_values is not None:
+            logits = _predict_halving_on_oom(classifier, pixel_values)
+            scores[kept : kept + len(labels)] = logits[:, columns]
+            references[kept : kept + len(labels)] = labels
+            kept += len(labels)
+        done += len(labels) + len(bad)
         if progress is not None:
             progress(done, total)
     inference_seconds = time.perf_counter() - started
+    _check_bad_images(bad_images, kept, spec.on_bad_image)
+    scores, references = scores[:kept], references[:kept]
     predictions = scores.argmax(axis=1)
 
     metrics = compute_spec_metrics(spec, references, predictions, scores)
     provenance = _provenance(
         request, spec, loaded, classifier, columns, device_name, batch_size, inference_seconds
     )
-    return EvaluationOutcome(loaded.split, total, metrics, provenance, references, predictions)
+    provenance["n_samples"] = kept
+    provenance["bad_images"] = {"count": len(bad_images), "rows": bad_images[:100]}
+    return EvaluationOutcome(loaded.split, kept, metrics, provenance, references, predictions)
+
+
+def _collate(classifier: Any, batch: list[tuple[Any, int, int, str | None]]) -> tuple[Any, ...]:
+    """Preprocess the readable images; set the unreadable ones aside with their row ids."""
+    good = [(image, label) for image, label, _, reason in batch if reason is None]
+    bad = [{"row": row_id, "reason": reason} for _, _, row_id, reason in batch if reason]
+    pixel_values = classifier.preprocess([image for image, _ in good]) if good else None
+    return pixel_values, np.asarray([label for _, label in good], dtype=np.int64), bad
+
+
+def _check_bad_images(bad_images: list[dict[str, Any]], kept: int, policy: str) -> None:
+    """Skipped and reported by default; the spec's policy may fail the run instead."""
+    if not bad_images:
+        return
+    rows = ", ".join(str(bad["row"]) for bad in bad_images[:20])
+    more = f" and {len(bad_images) - 20} more" if len(bad_images) > 20 else ""
+    if kept == 0:
+        raise BadInputError(f"no readable image in the split; unreadable rows: {rows}{more}")
+    if policy == "fail":
+        first = bad_images[0]["reason"]
+        raise BadInputError(
+            f"{len(bad_images)} unreadable image(s) at rows {rows}{more} (first: {first})"
+        )
 
 
 def compute_spec_metrics(

@@ -9,6 +9,51 @@ from typing import Any
 from evalboard.errors import BadInputError, NotFoundError
 from evalboard.references import ResolvedDataset
 
+ROW_ID = "__evalboard_row__"
+
+
+class BadImage(Exception):
+    """One image that cannot be used: corrupt, or over the pixel limit."""
+
+
+def decode_image(value: Any, max_pixels: int) -> Any:
+    """An RGB PIL image from a datasets image value, refusing decompression bombs."""
+    import io
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(value, Image.Image):
+        return to_rgb(value)
+    data = value.get("bytes") if isinstance(value, dict) else None
+    source: Any = io.BytesIO(data) if data is not None else (value or {}).get("path")
+    if source is None:
+        raise BadImage("no image data")
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(source)
+            if image.width * image.height > max_pixels:
+                raise BadImage(
+                    f"{image.width}x{image.height} pixels is over the limit of {max_pixels}"
+                )
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise BadImage(f"over the pixel limit of {max_pixels}: {error}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise BadImage(f"unreadable image: {error}") from None
+    return to_rgb(image)
+
+
+def to_rgb(image: Any) -> Any:
+    """Grayscale, RGBA and palette images become RGB (palette through RGBA: transparency)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
 
 @dataclass
 class LoadedSplit:
@@ -73,6 +118,7 @@ def load_split(
     image_column: str = "image",
     label_column: str = "label",
     preference: tuple[str, ...] = ("test", "validation", "train"),
+    decode: bool = True,
 ) -> LoadedSplit:
     """Load the split, check the column mapping, and make labels integer class ids."""
     import datasets
@@ -94,6 +140,10 @@ def load_split(
                 f"column {image_column!r} does not hold images ({dataset.features[image_column]})"
             ) from error
     dataset = dataset.select_columns([image_column, label_column])
+    # The row's position in the split as loaded: what a person can look up.
+    dataset = dataset.add_column(ROW_ID, list(range(len(dataset))))
+    if not decode:
+        dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
     dataset, class_names = _integer_labels(dataset, label_column)
     before = len(dataset)
     labels = dataset[label_column]

@@ -26,6 +26,8 @@ class EvaluationSpec:
     split_preference: tuple[str, ...] = ("test", "validation", "train")
     # Primary metric, shown first and used by default on the leaderboard.
     primary_metric: str = "accuracy"
+    # Unreadable or oversized images: "skip" (counted, their rows reported) or "fail".
+    on_bad_image: str = "skip"
 
 
 SPECS: Registry[EvaluationSpec] = Registry("evaluation spec")

@@ -8,7 +8,7 @@ from typing import Any
 
 from evalboard.errors import BadInputError
 from evalboard.references import ResolvedDataset
-from worker.evaluation.sources import LoadedSplit, available_splits, load_split
+from worker.evaluation.sources import LoadedSplit, available_splits, load_split, to_rgb
 from worker.training.params import TrainingParams
 
 
@@ -123,11 +123,3 @@ def image_transform(
         return {"pixel_values": pixel_values, "labels": batch[label_column]}
 
     return transform
-
-
-def to_rgb(image: Any) -> Any:
-    if image.mode == "RGB":
-        return image
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    return image.convert("RGB")

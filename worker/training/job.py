@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from db import submissions as queries
 from db import training as training_queries
 from db.models import Submission
@@ -53,6 +55,13 @@ def run_training_job(submission_id: int, *, worker: str | None = None) -> str:
         training_queries.ensure_training_run(session, submission_id, output_dir=str(output_dir))
     try:
         return _train_and_evaluate(submission_id, output_dir, worker)
+    except SoftTimeLimitExceeded:
+        limit = settings.train_time_limit
+        fail(
+            submission_id,
+            FailureCategory.TIMEOUT.value,
+            f"training ran past its {limit:.0f} s limit",
+        )
     except EvalboardError as error:
         fail(submission_id, error.category.value, error.message)
     except Exception as error:  # noqa: BLE001 - every failure ends with a category

@@ -1,0 +1,76 @@
+"""Who may do what: public leaderboard, token-holding submitters, and the admin secret.
+
+Submitting needs a submitter token in production (anonymous local use is allowed by the
+embedded default, which says so); a submitter sees and cancels only their own submissions;
+admin actions need the admin secret. With the embedded default and no secret configured, a
+random one is generated once under EVALBOARD_HOME and printed when it is created.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from db.models import Submission
+from db.session import session_scope
+from db.tokens import submitter_for_token
+from evalboard.errors import RefusedError
+from evalboard.settings import Settings
+
+ADMIN_SECRET_FILE = "admin_secret"
+
+
+def admin_secret(settings: Settings, *, announce: bool = False) -> str:
+    """The configured admin secret, or the embedded one (generated on first use)."""
+    if settings.admin_secret:
+        return settings.admin_secret
+    path: Path = settings.home / ADMIN_SECRET_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    settings.ensure_home()
+    secret = secrets.token_urlsafe(24)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secret)
+    if announce:
+        print(f"admin secret (shown once, kept in {path}): {secret}", flush=True)
+    return secret
+
+
+def is_admin(secret: str | None, settings: Settings) -> bool:
+    return bool(secret) and hmac.compare_digest(str(secret), admin_secret(settings))
+
+
+def require_admin(secret: str | None, settings: Settings) -> None:
+    if not is_admin(secret, settings):
+        raise RefusedError("this action needs the admin secret (EVALBOARD_ADMIN_SECRET)")
+
+
+def authenticate(token: str | None, settings: Settings) -> str | None:
+    """The submitter a token belongs to; None for anonymous use where that is allowed."""
+    if token:
+        with session_scope() as session:
+            submitter = submitter_for_token(session, token.strip())
+        if submitter is None:
+            raise RefusedError("the submitter token is unknown or was revoked")
+        return submitter
+    if settings.allow_anonymous:
+        return None
+    raise RefusedError(
+        "submitting needs a submitter token here: ask an admin for one "
+        "(evalboard token issue NAME) and pass it with --token or EVALBOARD_TOKEN"
+    )
+
+
+def may_manage(
+    submission: Submission, *, token: str | None, secret: str | None, settings: Settings
+) -> bool:
+    """Whether the caller may see the details of, or cancel, this submission."""
+    if is_admin(secret, settings):
+        return True
+    if token:
+        with session_scope() as session:
+            return submitter_for_token(session, token.strip()) == submission.submitter
+    return bool(settings.allow_anonymous)
