@@ -2,31 +2,62 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from dashboard import data
 from db.session import session_scope
-from db.submissions import cancel_submission
-from evalboard.service import EvaluationInput, submit_evaluation, submit_training
+from db.submissions import cancel_submission, get_submission
+from evalboard.access import authenticate, may_manage
+from evalboard.service import (
+    EvaluationInput,
+    Submitted,
+    prepare_evaluation,
+    prepare_training,
+    record_and_enqueue,
+)
+from evalboard.settings import get_settings
+
+CancelOutcome = Literal["cancelled", "not_active", "refused"]
 
 
-def submit(evaluation: EvaluationInput) -> int:
-    """Validate, record and enqueue ``evaluation``; raises EvalboardError on bad input."""
-    submission_id = submit_evaluation(evaluation)
+def submit(evaluation: EvaluationInput, *, token: str | None) -> Submitted:
+    """Validate, record and enqueue ``evaluation``; an identical one is returned, not queued.
+
+    Raises EvalboardError: ``refused`` without a valid token where one is needed.
+    """
+    settings = get_settings()
+    # Refuse before validating: an unknown caller learns nothing about paths on this machine.
+    authenticate(token, settings)
+    request = prepare_evaluation(evaluation, settings).request
+    submitted = record_and_enqueue(request, settings, token=token)
     data.clear_submission_reads()
-    return submission_id
+    return submitted
 
 
-def train(evaluation: EvaluationInput, training: dict[str, Any]) -> int:
+def train(evaluation: EvaluationInput, training: dict[str, Any], *, token: str | None) -> Submitted:
     """Validate, record and enqueue a fine-tuning of ``evaluation.model``; raises EvalboardError."""
-    submission_id = submit_training(evaluation, training)
+    settings = get_settings()
+    authenticate(token, settings)
+    request = prepare_training(evaluation, training, settings).request
+    submitted = record_and_enqueue(request, settings, token=token)
     data.clear_submission_reads()
-    return submission_id
+    return submitted
 
 
-def cancel(submission_id: int) -> bool:
-    """Cancel a queued or running submission; False when it had already ended or is unknown."""
+def cancel(submission_id: int, *, token: str | None, secret: str | None) -> CancelOutcome:
+    """Cancel a queued or running submission the caller may manage.
+
+    ``not_active`` when it had already ended or is unknown; ``refused`` when it is not theirs.
+    """
+    settings = get_settings()
+    with session_scope() as session:
+        submission = get_submission(session, submission_id)
+    if submission is None:
+        return "not_active"
+    # Checked outside the write transaction: may_manage opens its own session.
+    if not may_manage(submission, token=token, secret=secret, settings=settings):
+        return "refused"
     with session_scope() as session:
         cancelled = cancel_submission(session, submission_id)
     data.clear_submission_reads()
-    return cancelled
+    return "cancelled" if cancelled else "not_active"

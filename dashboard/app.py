@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard import identity
+
 st.set_page_config(page_title="evalboard", layout="wide")
 
 navigation = st.navigation(
@@ -16,4 +18,6 @@ navigation = st.navigation(
         st.Page("pages/submissions.py", title="Submissions", icon=":material/list:"),
     ]
 )
+# Rendered before the page, so every page sees the same token and secret.
+identity.sidebar()
 navigation.run()

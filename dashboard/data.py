@@ -37,12 +37,14 @@ def leaderboard_rows(dataset: str, config: str, split: str, metric: str) -> list
 
 
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
-def recent_submissions(limit: int = 100) -> list[dict[str, Any]]:
-    """The newest submissions first, with their queue position when queued."""
+def recent_submissions(limit: int = 100, submitter: str | None = None) -> list[dict[str, Any]]:
+    """The newest submissions first (only ``submitter``'s when given), with queue positions."""
     with session_scope() as session:
         return [
             submission_row(session, submission)
-            for submission in submissions.list_submissions(session, limit=limit)
+            for submission in submissions.list_submissions(
+                session, limit=limit, submitter=submitter
+            )
         ]
 
 
@@ -66,15 +68,13 @@ def submission_row(session: Session, submission: Submission) -> dict[str, Any]:
 
 
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
-def training_submissions(limit: int = 100) -> list[dict[str, Any]]:
-    """The newest training submissions first: id, base model, dataset and state."""
+def training_submissions(limit: int = 100, submitter: str | None = None) -> list[dict[str, Any]]:
+    """The newest training submissions first (only ``submitter``'s when given)."""
+    query = select(Submission).where(Submission.kind == "train")
+    if submitter is not None:
+        query = query.where(Submission.submitter == submitter)
     with session_scope() as session:
-        trainings = session.scalars(
-            select(Submission)
-            .where(Submission.kind == "train")
-            .order_by(Submission.id.desc())
-            .limit(limit)
-        ).unique()
+        trainings = session.scalars(query.order_by(Submission.id.desc()).limit(limit)).unique()
         return [
             {
                 "id": training.id,

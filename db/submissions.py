@@ -284,8 +284,6 @@ def complete_submission(
                 created_at=now,
             )
         )
-    if submission.split is None and provenance.get("split"):
-        submission.split = str(provenance["split"])
     session.flush()
     return True
 

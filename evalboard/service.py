@@ -230,7 +230,8 @@ def submission_report(session: Session, submission: Submission) -> dict[str, Any
         "revision": submission.model.resolved_revision,
         "dataset": submission.dataset.name,
         "config": submission.dataset.config,
-        "split": submission.split,
+        # The split that ran (the requested one may be empty: test, validation, train).
+        "split": results[0].split if results else submission.split,
         "submitter": submission.submitter,
         "metrics": {result.metric: result.value for result in results},
         "n_samples": results[0].n_samples if results else None,

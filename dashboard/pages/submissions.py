@@ -1,4 +1,7 @@
-"""Submissions page: the newest submissions, live progress, training details, cancelling."""
+"""Submissions page: the newest submissions, live progress, training details, cancelling.
+
+Where anonymous use is not allowed, a submitter sees and cancels only their own; the admin all.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import actions, data
+from dashboard import actions, data, identity
+from dashboard.text import escape_markdown
 from dashboard.training_view import show_training
 
 COLUMNS: dict[str, Any] = {
@@ -34,8 +38,17 @@ def _cancel() -> None:
     submission_id = st.session_state.get("cancel_id")
     if submission_id is None:
         st.session_state["cancel_outcome"] = ("warning", "Enter a submission id to cancel.")
-    elif actions.cancel(int(submission_id)):
+        return
+    viewer = identity.current()
+    outcome = actions.cancel(int(submission_id), token=viewer.token, secret=viewer.secret)
+    if outcome == "cancelled":
         st.session_state["cancel_outcome"] = ("success", f"Cancelled submission {submission_id}.")
+    elif outcome == "refused":
+        st.session_state["cancel_outcome"] = (
+            "error",
+            f"**refused**: submission {submission_id} is not yours to cancel; only its "
+            "submitter or the admin may.",
+        )
     else:
         st.session_state["cancel_outcome"] = (
             "warning",
@@ -44,9 +57,9 @@ def _cancel() -> None:
 
 
 @st.fragment(run_every=data.REFRESH_SECONDS)
-def submissions_table() -> None:
-    """The table and progress bars, re-read every few seconds."""
-    rows = data.recent_submissions()
+def submissions_table(submitter: str | None) -> None:
+    """The table and progress bars (only ``submitter``'s when given), re-read every few seconds."""
+    rows = data.recent_submissions(submitter=submitter)
     if not rows:
         st.info("No submissions yet: submit an evaluation.")
         return
@@ -93,9 +106,18 @@ def choose_training(trainings: list[dict[str, Any]]) -> int:
 
 
 st.title("Submissions")
-submissions_table()
+viewer = identity.current()
+if not viewer.may_see_submissions:
+    st.info(
+        "Submissions are private here: enter your submitter token in the sidebar to see and "
+        "cancel yours. The leaderboard is public."
+    )
+    st.stop()
+if viewer.owner_filter is not None:
+    st.caption(f"Your submissions, as {escape_markdown(viewer.owner_filter)}.")
+submissions_table(viewer.owner_filter)
 
-trainings = data.training_submissions()
+trainings = data.training_submissions(submitter=viewer.owner_filter)
 if trainings:
     st.subheader("Training details")
     training_detail(choose_training(trainings))
@@ -107,4 +129,4 @@ button_column.button("Cancel", key="cancel", on_click=_cancel)
 outcome = st.session_state.pop("cancel_outcome", None)
 if outcome is not None:
     kind, message = outcome
-    (st.success if kind == "success" else st.warning)(message)
+    {"success": st.success, "error": st.error}.get(kind, st.warning)(message)

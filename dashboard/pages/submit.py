@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import actions
+from dashboard import actions, identity
 from dashboard.text import escape_markdown
 from evalboard.errors import EvalboardError
 from evalboard.service import EvaluationInput
@@ -13,6 +13,9 @@ from evalboard.settings import get_settings
 st.title("Submit an evaluation")
 allowed = ", ".join(str(path) for path in get_settings().allowed_paths)
 st.caption(escape_markdown(f"Local models and datasets must lie under: {allowed}"))
+
+viewer = identity.current()
+identity.show_submitting_as(viewer)
 
 with st.form("submit_evaluation"):
     model = st.text_input(
@@ -40,7 +43,12 @@ with st.form("submit_evaluation"):
     image_column, label_column = st.columns(2)
     image = image_column.text_input("Image column", value="image", key="submit_image_column")
     label = label_column.text_input("Label column", value="label", key="submit_label_column")
-    submitter = st.text_input("Submitter name", value="anonymous", key="submit_submitter")
+    submitter = st.text_input(
+        "Submitter name",
+        value="anonymous",
+        key="submit_submitter",
+        help=identity.SUBMITTER_NAME_HELP,
+    )
     submitted = st.form_submit_button("Submit", type="primary")
 
 if submitted:
@@ -55,8 +63,16 @@ if submitted:
         submitter=submitter,
     )
     try:
-        submission_id = actions.submit(evaluation)
+        queued = actions.submit(evaluation, token=viewer.token)
     except EvalboardError as error:
         st.error(f"**{error.category.value}**: {escape_markdown(error.message)}")
     else:
-        st.success(f"Queued submission {submission_id}. Follow it on the Submissions page.")
+        if queued.duplicate:
+            st.info(
+                f"This is identical to submission {queued.submission_id}; nothing new was "
+                "queued. Follow it on the Submissions page."
+            )
+        else:
+            st.success(
+                f"Queued submission {queued.submission_id}. Follow it on the Submissions page."
+            )

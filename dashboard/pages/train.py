@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import actions
+from dashboard import actions, identity
 from dashboard.hyperparameters import DEFAULTS, bounds, choices, int_bounds
 from dashboard.text import escape_markdown
 from evalboard.errors import EvalboardError
@@ -45,6 +45,9 @@ st.caption(
         f"model is evaluated on the test split. Local folders must lie under: {allowed}"
     )
 )
+
+viewer = identity.current()
+identity.show_submitting_as(viewer)
 
 with st.form("submit_training"):
     st.subheader("Base model and data")
@@ -89,7 +92,10 @@ with st.form("submit_training"):
     image = image_column.text_input("Image column", value="image", key="train_image_column")
     label = label_column.text_input("Label column", value="label", key="train_label_column")
     submitter = submitter_column.text_input(
-        "Submitter name", value="anonymous", key="train_submitter"
+        "Submitter name",
+        value="anonymous",
+        key="train_submitter",
+        help=identity.SUBMITTER_NAME_HELP,
     )
 
     st.subheader("Hyperparameters")
@@ -167,10 +173,17 @@ if submitted:
         "augment": augment,
     }
     try:
-        submission_id = actions.train(evaluation, training)
+        queued = actions.train(evaluation, training, token=viewer.token)
     except EvalboardError as error:
         st.error(f"**{error.category.value}**: {escape_markdown(error.message)}")
     else:
-        st.success(
-            f"Queued training submission {submission_id}. Follow it on the Submissions page."
-        )
+        if queued.duplicate:
+            st.info(
+                f"This training is identical to submission {queued.submission_id}; nothing "
+                "new was queued. Follow it on the Submissions page."
+            )
+        else:
+            st.success(
+                f"Queued training submission {queued.submission_id}. "
+                "Follow it on the Submissions page."
+            )
