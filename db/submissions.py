@@ -99,6 +99,7 @@ def find_duplicate(session: Session, request: SubmissionCreate) -> Submission | 
         .join(DatasetRef, Submission.dataset_id == DatasetRef.id)
         .where(
             Submission.kind == request.kind,
+            Submission.submitter == request.submitter,  # never reveal another's submission
             Submission.state.in_(ACTIVE_OR_DONE),
             ModelRef.source == request.model.source,
             ModelRef.name == request.model.name,

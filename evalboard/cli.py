@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from evalboard.access import authenticate
 from evalboard.cli_parser import build_parser
 from evalboard.errors import EvalboardError
 from evalboard.output import leaderboard_text, report_text, to_json
@@ -164,6 +165,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from evalboard.service import prepare_evaluation
 
     settings = get_settings()
+    authenticate(args.token, settings)  # before validation: no probing without a token
     request = prepare_evaluation(_evaluation_input(args), settings).request
     return _queue_and_follow(request, args)
 
@@ -210,6 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         label_column=args.label_column,
         submitter=args.submitter,
     )
+    authenticate(args.token, get_settings())
     request = prepare_training(evaluation, training, get_settings()).request
     return _queue_and_follow(request, args)
 

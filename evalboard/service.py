@@ -130,6 +130,7 @@ def submit_training(
 ) -> int:
     """Validate, record a ``queued`` training submission and enqueue it; returns its id."""
     settings = settings or get_settings()
+    authenticate(token, settings)  # before validation: no probing of paths without a token
     request = prepare_training(evaluation, training, settings).request
     return record_and_enqueue(request, settings, token=token).submission_id
 
@@ -139,6 +140,7 @@ def submit_evaluation(
 ) -> int:
     """Validate, record a ``queued`` submission and enqueue it; returns the submission id."""
     settings = settings or get_settings()
+    authenticate(token, settings)  # before validation: no probing of paths without a token
     request = prepare_evaluation(evaluation, settings).request
     return record_and_enqueue(request, settings, token=token).submission_id
 

@@ -338,7 +338,11 @@ def test_a_duplicate_returns_the_existing_submission(service: Service) -> None:
     before = _submissions()
     completed = evalboard("submit", *args, "--json")
     second = json.loads(completed.stdout)
-    assert first_code == completed.returncode == 0, (first, completed.stdout, completed.stderr[-500:])
+    assert first_code == completed.returncode == 0, (
+        first,
+        completed.stdout,
+        completed.stderr[-500:],
+    )
     assert second["submission_id"] == first["submission_id"]
     assert "identical to submission" in completed.stderr
     assert _submissions() == before

@@ -34,6 +34,12 @@ def _wait_until_final(ids: list[int], timeout: float) -> dict[int, str]:
         time.sleep(1.0)
 
 
+def _tiny_model(path: Path, *, seed: int) -> Path:
+    if not (path / "config.json").is_file():
+        factories.make_vit(path, seed=seed)
+    return path
+
+
 def test_a_worker_takes_only_the_queues_it_names(
     backend: Backend, start_worker, digits, tiny_models
 ) -> None:
@@ -49,23 +55,25 @@ def test_a_worker_takes_only_the_queues_it_names(
 
 
 @pytest.mark.parametrize("backend", ["production"], indirect=True)
-def test_two_workers_run_200_submissions_each_exactly_once(
-    backend: Backend, start_worker, data_root: Path, tmp_path: Path
+@pytest.mark.parametrize("n_submissions", [200, 1000])
+def test_two_workers_run_every_submission_exactly_once(
+    backend: Backend, start_worker, data_root: Path, tmp_path: Path, n_submissions: int
 ) -> None:
+    """Issue 3 asks for 200 queued evaluations on two workers; issue 5's load test for 1,000."""
     dataset = factories.write_digits_parquet(data_root / "handful", limit=6)
     models = [
-        factories.make_vit(data_root / "load-models" / f"vit-{i}", seed=i) for i in range(200)
+        _tiny_model(data_root / "load-models" / f"vit-{i}", seed=i) for i in range(n_submissions)
     ]
     ids = [
         submit_evaluation(EvaluationInput(model=str(path), dataset=str(dataset))) for path in models
     ]
-    assert len(set(ids)) == 200
+    assert len(set(ids)) == n_submissions
     first, second = start_worker("a", ready=False), start_worker("b", ready=False)
     first.wait_ready()
     second.wait_ready()
 
-    states = _wait_until_final(ids, timeout=900)
-    assert Counter(states.values()) == {"succeeded": 200}
+    states = _wait_until_final(ids, timeout=1500)
+    assert Counter(states.values()) == {"succeeded": n_submissions}
     with session_scope() as session:
         attempts = session.scalars(select(Submission.attempts).where(Submission.id.in_(ids))).all()
         results_per_submission = Counter(
@@ -80,7 +88,7 @@ def test_two_workers_run_200_submissions_each_exactly_once(
         metrics = session.scalar(
             select(func.count(func.distinct(Result.metric))).where(Result.submission_id == ids[0])
         )
-    assert attempts == [1] * 200  # claimed once: never run twice
+    assert attempts == [1] * n_submissions  # claimed once: never run twice
     assert set(results_per_submission) == set(ids)
     assert set(results_per_submission.values()) == {metrics}  # exactly one result set each
     assert len(workers) == 2 and min(workers.values()) > 0, workers  # both took work
