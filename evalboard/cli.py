@@ -41,6 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": cmd_migrate,
     }[args.command]
     try:
+        get_settings()
+    except ValueError as error:  # pydantic's ValidationError: a setting is wrong
+        print(f"error [bad_input]: invalid settings: {error}", file=sys.stderr)
+        return 2
+    try:
         return int(handler(args) or 0)
     except EvalboardError as error:
         if getattr(args, "json", False):
@@ -256,9 +261,15 @@ def _report(submission_id: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _secret(args: argparse.Namespace) -> str | None:
+    """The admin secret the caller gave. In development the embedded one is the local user's
+    (it lies in their EVALBOARD_HOME); in production it must be given with --admin-secret."""
     from evalboard.access import admin_secret
 
-    return getattr(args, "admin_secret", None) or admin_secret(get_settings())
+    given = getattr(args, "admin_secret", None)
+    settings = get_settings()
+    if given or settings.environment == "production":
+        return given
+    return admin_secret(settings)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

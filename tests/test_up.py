@@ -66,6 +66,11 @@ def test_up_serves_the_dashboard_runs_submissions_and_stops_cleanly(
             _wait_for(lambda: _healthy(port), 90, "dashboard never answered")
             _wait_for(lambda: " ready." in log_path.read_text(), 90, "worker never ready")
             assert f"dashboard at http://127.0.0.1:{port}" in log_path.read_text()
+            # The embedded default generates an admin secret, prints it once, keeps it private.
+            secret_file = evalboard_home / "admin_secret"
+            assert secret_file.read_text() in log_path.read_text()
+            assert secret_file.stat().st_mode & 0o077 == 0
+            assert "anonymous local submissions are allowed" in log_path.read_text()
             children = psutil.Process(up.pid).children(recursive=True)
             assert len(children) >= 2
 
