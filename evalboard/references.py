@@ -172,7 +172,7 @@ def resolve_model(
         folder = resolve_local_path(reference, settings, what="model")
         if not folder.is_dir():
             raise BadInputError(f"model path {str(folder)!r} is not a folder")
-        check_model_folder(folder)
+        check_model_folder(folder, allow_pickle=settings.allow_pickle_weights)
         return ResolvedModel(source or "local", str(folder), revision, model_hash(folder))
     validate_hub_id(reference, what="model")
     sha = _resolve_hub_revision(reference, revision, repo_type="model")

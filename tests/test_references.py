@@ -241,3 +241,20 @@ def test_dataset_file_that_is_not_parquet_is_bad_input(allowed: Path, settings: 
     csv.write_text("image,label\na.png,1\n")
     error = failure_of(resolving("dataset", str(csv), settings))
     assert error.category == FailureCategory.BAD_INPUT
+
+
+def test_pickle_weights_load_weights_only_when_the_operator_allows_them(
+    evalboard_home: Path, monkeypatch: pytest.MonkeyPatch, data_root: Path, digits
+) -> None:
+    from evalboard.settings import get_settings, reset_settings_cache
+    from worker.evaluation.engine import EvaluationRequest, run_evaluation
+
+    folder = factories.make_pickle_only_model(data_root / "operator-allows-pickle")
+    monkeypatch.setenv("EVALBOARD_ALLOW_PICKLE_WEIGHTS", "true")
+    reset_settings_cache()
+    settings = get_settings()
+    model = resolve_model(str(folder), None, settings)
+    dataset = resolve_dataset(str(digits.saved), None, None, settings)
+    outcome = run_evaluation(EvaluationRequest(model, dataset))
+    assert outcome.n_samples == 359
+    assert 0.0 <= outcome.metric_values()["accuracy"] <= 1.0

@@ -11,6 +11,14 @@ import torch
 from evalboard.errors import BadInputError, NotFoundError, RefusedError
 
 
+def safetensors_only() -> bool | None:
+    """True unless the operator allows pickle checkpoints; then None: safetensors first, else
+    a .bin that transformers loads with ``torch.load(weights_only=True)``."""
+    from evalboard.settings import get_settings
+
+    return None if get_settings().allow_pickle_weights else True
+
+
 class ImageClassifier:
     """A transformers image classifier and its own image processor, on one device."""
 
@@ -34,7 +42,7 @@ class ImageClassifier:
             if getattr(config, "auto_map", None):
                 raise RefusedError("model config has 'auto_map': custom code is never run")
             model = AutoModelForImageClassification.from_pretrained(
-                name_or_path, use_safetensors=True, **kwargs
+                name_or_path, use_safetensors=safetensors_only(), **kwargs
             )
             processor = AutoImageProcessor.from_pretrained(name_or_path, **kwargs)
         except RefusedError:

@@ -12,6 +12,7 @@ import numpy as np
 
 from evalboard.errors import BadInputError, NotFoundError, RefusedError
 from evalboard.references import ResolvedDataset, ResolvedModel
+from worker.evaluation.adapter import safetensors_only
 from worker.training.data import TrainingData, image_transform, load_training_data
 from worker.training.params import TrainingParams
 
@@ -68,7 +69,7 @@ def load_base_model(base: ResolvedModel, class_names: list[str]) -> tuple[Any, A
             id2label=dict(enumerate(class_names)),
             label2id={name: i for i, name in enumerate(class_names)},
             ignore_mismatched_sizes=True,
-            use_safetensors=True,
+            use_safetensors=safetensors_only(),
             **kwargs,
         )
         processor = AutoImageProcessor.from_pretrained(base.name, **kwargs)
