@@ -143,19 +143,24 @@ def run_evaluation_job(submission_id: int, *, worker: str | None = None) -> str:
         return "succeeded" if stored else state_of(submission_id)
     except Cancelled:
         return state_of(submission_id)
-    except SoftTimeLimitExceeded:
-        limit = get_settings().eval_time_limit
-        fail(
-            submission_id,
-            FailureCategory.TIMEOUT.value,
-            f"evaluation ran past its {limit:.0f} s limit",
-        )
-    except EvalboardError as error:
-        fail(submission_id, error.category.value, error.message)
     except Exception as error:  # noqa: BLE001 - every failure ends with a category
-        log.exception("submission %s failed", submission_id)
-        fail(submission_id, FailureCategory.INTERNAL.value, f"{type(error).__name__}: {error}")
+        record_failure(
+            submission_id, error, what="evaluation", limit=get_settings().eval_time_limit
+        )
     return state_of(submission_id)
+
+
+def record_failure(submission_id: int, error: Exception, *, what: str, limit: float) -> None:
+    """End a submission with the one category its exception maps to, and a message."""
+    if isinstance(error, SoftTimeLimitExceeded):
+        fail(
+            submission_id, FailureCategory.TIMEOUT.value, f"{what} ran past its {limit:.0f} s limit"
+        )
+    elif isinstance(error, EvalboardError):
+        fail(submission_id, error.category.value, error.message)
+    else:
+        log.error("%s of submission %s failed", what, submission_id, exc_info=error)
+        fail(submission_id, FailureCategory.INTERNAL.value, f"{type(error).__name__}: {error}")
 
 
 MAX_ATTEMPTS = 3

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
-
-from celery.exceptions import SoftTimeLimitExceeded
 
 from db import submissions as queries
 from db import training as training_queries
 from db.models import Submission
 from db.schemas import ModelRefCreate, SubmissionCreate
 from db.session import session_scope
-from evalboard.errors import EvalboardError, FailureCategory
+from evalboard.errors import FailureCategory
 from evalboard.references import ResolvedModel, model_hash
 from evalboard.settings import get_settings
-from worker.jobs import Heartbeat, fail, resolved_dataset_of, stale_cutoff, state_of
+from worker.jobs import (
+    Heartbeat,
+    fail,
+    record_failure,
+    resolved_dataset_of,
+    stale_cutoff,
+    state_of,
+)
 from worker.training.params import TrainingParams
-
-log = logging.getLogger(__name__)
 
 
 def training_request_for(submission: Submission, output_dir: Path) -> Any:
@@ -55,18 +57,8 @@ def run_training_job(submission_id: int, *, worker: str | None = None) -> str:
         training_queries.ensure_training_run(session, submission_id, output_dir=str(output_dir))
     try:
         return _train_and_evaluate(submission_id, output_dir, worker)
-    except SoftTimeLimitExceeded:
-        limit = settings.train_time_limit
-        fail(
-            submission_id,
-            FailureCategory.TIMEOUT.value,
-            f"training ran past its {limit:.0f} s limit",
-        )
-    except EvalboardError as error:
-        fail(submission_id, error.category.value, error.message)
     except Exception as error:  # noqa: BLE001 - every failure ends with a category
-        log.exception("training submission %s failed", submission_id)
-        fail(submission_id, FailureCategory.INTERNAL.value, f"{type(error).__name__}: {error}")
+        record_failure(submission_id, error, what="training", limit=settings.train_time_limit)
     return state_of(submission_id)
 
 
