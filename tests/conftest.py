@@ -72,6 +72,16 @@ def tiny_models(data_root: Path) -> TinyModels:
     )
 
 
+@pytest.fixture()
+def fresh_streamlit_caches() -> Iterator[None]:
+    """Dashboard tests: cached reads would otherwise leak rows from another test's database."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
 def _activate(
     monkeypatch: pytest.MonkeyPatch,
     home: Path,

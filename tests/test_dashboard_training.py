@@ -11,12 +11,10 @@ import subprocess
 import sys
 import textwrap
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import streamlit as st
 from sqlalchemy import select
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.runtime.media_file_manager import MediaFileManager
@@ -39,6 +37,8 @@ from evalboard.settings import get_settings
 from tests import factories
 from worker.training.params import TrainingParams
 
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
+
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "dashboard"
 TIMEOUT_S = 30
@@ -55,14 +55,6 @@ LOGS: list[tuple[int, float, float | None, float | None, dict[str, float]]] = [
     (20, 1.0, None, None, {"accuracy": 0.625, "f1_macro": 0.5, "loss": 1.75}),
     (30, 1.5, 0.875, 2e-5, {}),
 ]
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches() -> Iterator[None]:
-    """Cached reads would otherwise leak rows from another test's database."""
-    st.cache_data.clear()
-    yield
-    st.cache_data.clear()
 
 
 @pytest.fixture(scope="module")
