@@ -55,7 +55,8 @@ def test_an_evaluation_whose_worker_is_killed_succeeds_once_on_a_new_worker(
         EvaluationInput(
             model=str(tiny_models.trained_resnet),
             dataset=str(digits.imagefolder),
-            parameters={"batch_size": 1},  # slow enough to be killed half way
+            split="train",  # 1,438 images one at a time: slow enough to be killed half way
+            parameters={"batch_size": 1},
         )
     )
     _wait_for(lambda: _submission(submission_id).progress > 0.05, 120, "never made progress")
@@ -161,8 +162,9 @@ def test_a_runaway_evaluation_ends_with_timeout_and_the_queue_goes_on(
         EvaluationInput(
             model=str(tiny_models.trained_resnet),
             dataset=str(digits.imagefolder),
+            split="train",  # far longer than the one-second limit
             parameters={"batch_size": 1},
-        )  # fmt: skip
+        )
     )
     _wait_for(lambda: _submission(slow).state not in ("queued", "running"), 120, "no timeout")
     submission = _submission(slow)
