@@ -137,7 +137,9 @@ def _evaluation_submission(submission_id: int, model_dir: Path, test_split: str 
         assert run is not None
         if run.evaluation_submission_id is not None:
             existing = queries.get_submission(session, run.evaluation_submission_id)
-            if existing is not None and existing.state == "queued":
+            # Queued, left running by a dead worker (claimed again once stale) or already
+            # succeeded before the worker died: the same evaluation, never a second one.
+            if existing is not None and existing.state in ("queued", "running", "succeeded"):
                 return existing.id
         training = queries.get_submission(session, submission_id)
         assert training is not None
