@@ -17,7 +17,7 @@ from db.models import Result, Submission
 from db.session import session_scope
 from evalboard.errors import EvalboardError, FailureCategory
 from evalboard.service import EvaluationInput, submit_evaluation
-from tests import servers
+from tests import factories, servers
 from tests.conftest import DigitsData, TinyModels
 
 
@@ -154,22 +154,33 @@ def test_restarting_redis_loses_no_queued_submission(
 
 def test_a_runaway_evaluation_ends_with_timeout_and_the_queue_goes_on(
     evalboard_home: Path, monkeypatch: pytest.MonkeyPatch, start_worker, digits: DigitsData,
-    tiny_models: TinyModels,
+    data_root: Path,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("EVALBOARD_EVAL_TIME_LIMIT", "1")
+    monkeypatch.setenv("EVALBOARD_EVAL_TIME_LIMIT", "3")
     start_worker()
+    # 1,438 images at 224×224, one at a time: tens of seconds, far past the 3 s limit.
+    large = data_root / "runaway-resnet-224"
+    if not large.exists():
+        factories.make_resnet(large, image_size=224)
     slow = submit_evaluation(
         EvaluationInput(
-            model=str(tiny_models.trained_resnet),
+            model=str(large),
             dataset=str(digits.imagefolder),
-            split="train",  # far longer than the one-second limit
+            split="train",
             parameters={"batch_size": 1},
-        )
+        )  # fmt: skip
     )
     _wait_for(lambda: _submission(slow).state not in ("queued", "running"), 120, "no timeout")
     submission = _submission(slow)
     assert (submission.state, submission.failure_category) == ("failed", "timeout")
-    assert "1 s limit" in (submission.failure_message or "")
+    assert "3 s limit" in (submission.failure_message or "")
+
+    handful = data_root / "runaway-handful"
+    if not handful.exists():
+        factories.write_digits_parquet(handful, limit=6)
+    quick = submit_evaluation(EvaluationInput(model=str(large), dataset=str(handful)))
+    _wait_for(lambda: _submission(quick).state not in ("queued", "running"), 120, "stuck")
+    assert _submission(quick).state == "succeeded", _submission(quick).failure_message
 
 
 class _SmallDevice:

@@ -20,7 +20,7 @@ TASK_ROUTES = {
     TRAIN_TASK: {"queue": TRAIN_QUEUE},
     "evalboard.*": {"queue": LIGHT_QUEUE},
 }
-# After its soft limit a job gets this long to record ``timeout`` before it is killed.
+# After its own deadline a job gets this long to record ``timeout`` before it is killed.
 HARD_LIMIT_GRACE_S = 60
 
 
@@ -41,15 +41,12 @@ def configure(app: Celery, settings: Settings) -> None:
         broker_transport_options=transport_options(
             str(settings.broker_url), settings.visibility_timeout
         ),
+        # The soft limit is the jobs' own deadline, checked between batches and steps (an
+        # exception raised anywhere, mid-import say, can leave the process unusable); Celery's
+        # hard limit is the backstop that replaces a child stuck elsewhere.
         task_annotations={
-            EVALUATE_TASK: {
-                "soft_time_limit": settings.eval_time_limit,
-                "time_limit": settings.eval_time_limit + HARD_LIMIT_GRACE_S,
-            },
-            TRAIN_TASK: {
-                "soft_time_limit": settings.train_time_limit,
-                "time_limit": settings.train_time_limit + HARD_LIMIT_GRACE_S,
-            },
+            EVALUATE_TASK: {"time_limit": settings.eval_time_limit + HARD_LIMIT_GRACE_S},
+            TRAIN_TASK: {"time_limit": settings.train_time_limit + HARD_LIMIT_GRACE_S},
         },
         task_serializer="json",
         accept_content=["json"],

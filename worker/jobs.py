@@ -51,15 +51,35 @@ class Heartbeat:
                 log.exception("heartbeat for submission %s failed", self.submission_id)
 
 
-class ProgressWriter:
-    """Writes progress at most every ``interval`` seconds; stops the job when it was cancelled."""
+class JobTimeout(EvalboardError):
+    category = FailureCategory.TIMEOUT
 
-    def __init__(self, submission_id: int, interval: float = 1.0) -> None:
+
+class Deadline:
+    """A job's time limit, checked at safe points (between batches, between steps)."""
+
+    def __init__(self, what: str, limit_s: float) -> None:
+        self.what = what
+        self.limit_s = limit_s
+        self.ends = time.monotonic() + limit_s
+
+    def check(self) -> None:
+        if time.monotonic() > self.ends:
+            raise JobTimeout(f"{self.what} ran past its {self.limit_s:.0f} s limit")
+
+
+class ProgressWriter:
+    """Writes progress at most every ``interval`` seconds; stops the job when it was cancelled
+    or ran past its deadline."""
+
+    def __init__(self, submission_id: int, deadline: Deadline, interval: float = 1.0) -> None:
         self.submission_id = submission_id
+        self.deadline = deadline
         self.interval = interval
         self._last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
+        self.deadline.check()
         now = time.monotonic()
         if done < total and now - self._last < self.interval:
             return
@@ -130,7 +150,8 @@ def run_evaluation_job(submission_id: int, *, worker: str | None = None) -> str:
             assert submission is not None
             request = evaluation_request_for(submission)
         with Heartbeat(submission_id, get_settings().heartbeat_seconds):
-            outcome = run_evaluation(request, progress=ProgressWriter(submission_id))
+            deadline = Deadline("evaluation", get_settings().eval_time_limit)
+            outcome = run_evaluation(request, progress=ProgressWriter(submission_id, deadline))
         outcome.provenance["worker"] = worker
         with session_scope() as session:
             stored = queries.complete_submission(

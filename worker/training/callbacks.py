@@ -10,6 +10,7 @@ from transformers import TrainerCallback
 from db import submissions as queries
 from db import training as training_queries
 from db.session import session_scope
+from worker.jobs import Deadline, JobTimeout
 
 # Share of the whole job that training takes; the final evaluation is the rest.
 TRAINING_SHARE = 0.9
@@ -18,10 +19,14 @@ TRAINING_SHARE = 0.9
 class DatabaseProgress(TrainerCallback):
     """Logs step, epoch, loss, learning rate and validation metrics; honours cancellation."""
 
-    def __init__(self, submission_id: int, check_every_s: float = 1.0) -> None:
+    def __init__(
+        self, submission_id: int, deadline: Deadline | None = None, check_every_s: float = 1.0
+    ) -> None:
         self.submission_id = submission_id
+        self.deadline = deadline
         self.check_every_s = check_every_s
         self.cancelled = False
+        self.timed_out: JobTimeout | None = None
         self._last_check = 0.0
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
@@ -46,6 +51,14 @@ class DatabaseProgress(TrainerCallback):
             )
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.deadline is not None and self.timed_out is None:
+            try:
+                self.deadline.check()
+            except JobTimeout as error:  # stop at this step; the job records the timeout
+                self.timed_out = error
+                control.should_training_stop = True
+                control.should_save = False
+                return
         now = time.monotonic()
         if now - self._last_check < self.check_every_s and state.global_step < state.max_steps:
             return

@@ -14,6 +14,7 @@ from evalboard.errors import FailureCategory
 from evalboard.references import ResolvedModel, model_hash
 from evalboard.settings import get_settings
 from worker.jobs import (
+    Deadline,
     Heartbeat,
     fail,
     record_failure,
@@ -73,9 +74,13 @@ def _train_and_evaluate(submission_id: int, output_dir: Path, worker: str | None
         assert submission is not None
         request = training_request_for(submission, output_dir)
         test_split = request.params.test_split
-    progress = DatabaseProgress(submission_id)
+    progress = DatabaseProgress(
+        submission_id, Deadline("training", get_settings().train_time_limit)
+    )
     with Heartbeat(submission_id, get_settings().heartbeat_seconds):
         outcome = run_training(request, callbacks=[progress])
+    if progress.timed_out is not None:
+        raise progress.timed_out
     if outcome.cancelled:
         return state_of(submission_id)
 
