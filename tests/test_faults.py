@@ -19,15 +19,7 @@ from evalboard.errors import EvalboardError, FailureCategory
 from evalboard.service import EvaluationInput, submit_evaluation
 from tests import factories, servers
 from tests.conftest import DigitsData, TinyModels
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise TimeoutError(what)
+from tests.servers import wait_for
 
 
 def _submission(submission_id: int) -> Submission:
@@ -59,13 +51,13 @@ def test_an_evaluation_whose_worker_is_killed_succeeds_once_on_a_new_worker(
             parameters={"batch_size": 1},
         )
     )
-    _wait_for(lambda: _submission(submission_id).progress > 0.05, 120, "never made progress")
+    wait_for(lambda: _submission(submission_id).progress > 0.05, 120, "never made progress")
     first.kill()
     assert _submission(submission_id).state == "running"
     time.sleep(3)  # its heartbeat (every second here) goes stale
     assert reap_stale(limit_seconds=2) == 1
     start_worker("rescuer")
-    _wait_for(lambda: _submission(submission_id).state == "succeeded", 180, "never succeeded")
+    wait_for(lambda: _submission(submission_id).state == "succeeded", 180, "never succeeded")
     submission = _submission(submission_id)
     assert submission.attempts == 2
     assert _results(submission_id) == 7  # exactly one result set
@@ -99,7 +91,7 @@ def _redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
     import redis
 
     client = redis.Redis(port=port)
-    _wait_for(lambda: _pings(client), 30, "redis did not start")
+    wait_for(lambda: _pings(client), 30, "redis did not start")
     return process
 
 
@@ -140,7 +132,7 @@ def test_restarting_redis_loses_no_queued_submission(
                                     name="after-restart", queues="eval,train,light")  # fmt: skip
             workers.append(worker)
             worker.wait_ready()
-            _wait_for(
+            wait_for(
                 lambda: all(_submission(i).state == "succeeded" for i in ids), 180, "lost work"
             )
             assert all(_results(i) == 7 for i in ids)
@@ -170,7 +162,7 @@ def test_a_runaway_evaluation_ends_with_timeout_and_the_queue_goes_on(
             parameters={"batch_size": 1},
         )  # fmt: skip
     )
-    _wait_for(lambda: _submission(slow).state not in ("queued", "running"), 120, "no timeout")
+    wait_for(lambda: _submission(slow).state not in ("queued", "running"), 120, "no timeout")
     submission = _submission(slow)
     assert (submission.state, submission.failure_category) == ("failed", "timeout")
     assert "3 s limit" in (submission.failure_message or "")
@@ -179,7 +171,7 @@ def test_a_runaway_evaluation_ends_with_timeout_and_the_queue_goes_on(
     if not handful.exists():
         factories.write_digits_parquet(handful, limit=6)
     quick = submit_evaluation(EvaluationInput(model=str(large), dataset=str(handful)))
-    _wait_for(lambda: _submission(quick).state not in ("queued", "running"), 120, "stuck")
+    wait_for(lambda: _submission(quick).state not in ("queued", "running"), 120, "stuck")
     assert _submission(quick).state == "succeeded", _submission(quick).failure_message
 
 

@@ -20,6 +20,7 @@ from evalboard.service import EvaluationInput, submit_training
 from evalboard.settings import get_settings
 from tests import factories
 from tests.conftest import DigitsData
+from tests.servers import wait_for
 from tests.test_end_to_end import evalboard, run_json
 from worker.training.data import load_training_data
 from worker.training.params import TrainingParams
@@ -36,15 +37,6 @@ def base_models(data_root: Path) -> dict[str, Path]:
         ),
         "resnet-22k": factories.build_resnet(root / "resnet-22k"),
     }
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise TimeoutError(what)
 
 
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)
@@ -163,7 +155,7 @@ def test_cancelling_a_training_stops_it_and_the_queue_goes_on(
         with session_scope() as session:
             return len(training_queries.training_logs(session, submission_id)) >= 2
 
-    _wait_for(logged, 120, "training never logged a step")
+    wait_for(logged, 120, "training never logged a step")
     cancelled = evalboard("cancel", str(submission_id))
     assert cancelled.returncode == 0, cancelled.stdout
     report = run_json(
@@ -190,7 +182,7 @@ def test_a_training_whose_worker_is_killed_resumes_from_its_checkpoint(
         {"epochs": 4, "learning_rate": 2e-3, "batch_size": 32},
     )
     checkpoints = get_settings().artifacts_dir / f"run-{submission_id}" / "checkpoints"
-    _wait_for(lambda: any(checkpoints.glob("checkpoint-*/trainer_state.json")), 180,
+    wait_for(lambda: any(checkpoints.glob("checkpoint-*/trainer_state.json")), 180,
               "no checkpoint was written")  # fmt: skip
     first.kill()
     with session_scope() as session:
@@ -204,7 +196,7 @@ def test_a_training_whose_worker_is_killed_resumes_from_its_checkpoint(
         with session_scope() as session:
             return session.get(Submission, submission_id).state in ("succeeded", "failed")
 
-    _wait_for(finished, 300, "resumed training never finished")
+    wait_for(finished, 300, "resumed training never finished")
     report = run_json("status", str(submission_id))
     assert report["state"] == "succeeded", report
     assert report["training"]["resumed_from"], "did not resume from a checkpoint"

@@ -8,13 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import psutil
 
 from tests.conftest import DigitsData, TinyModels
+from tests.servers import wait_for
 from tests.test_end_to_end import run_json
 
 
@@ -22,15 +22,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise TimeoutError(what)
 
 
 def _healthy(port: int) -> bool:
@@ -63,8 +54,8 @@ def test_up_serves_the_dashboard_runs_submissions_and_stops_cleanly(
             env=dict(os.environ),
         )
         try:
-            _wait_for(lambda: _healthy(port), 90, "dashboard never answered")
-            _wait_for(lambda: " ready." in log_path.read_text(), 90, "worker never ready")
+            wait_for(lambda: _healthy(port), 90, "dashboard never answered")
+            wait_for(lambda: " ready." in log_path.read_text(), 90, "worker never ready")
             assert f"dashboard at http://127.0.0.1:{port}" in log_path.read_text()
             # The embedded default generates an admin secret, prints it once, keeps it private.
             secret_file = evalboard_home / "admin_secret"
@@ -82,7 +73,7 @@ def test_up_serves_the_dashboard_runs_submissions_and_stops_cleanly(
 
             up.send_signal(signal.SIGTERM)
             assert up.wait(timeout=60) == 0
-            _wait_for(lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE
+            wait_for(lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE
                                       for c in children), 30, "children left running")  # fmt: skip
             assert "evalboard stopped" in log_path.read_text()
         finally:
