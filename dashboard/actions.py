@@ -6,16 +6,11 @@ from typing import Any, Literal
 
 from dashboard import data
 from db.session import session_scope
-from db.submissions import cancel_submission, get_submission
-from evalboard.access import authenticate, may_manage
-from evalboard.service import (
-    EvaluationInput,
-    Submitted,
-    prepare_evaluation,
-    prepare_training,
-    record_and_enqueue,
-)
+from db.submissions import get_submission
+from evalboard import submit as submitting
+from evalboard.access import may_manage
 from evalboard.settings import get_settings
+from evalboard.submit import EvaluationInput, Submitted
 
 CancelOutcome = Literal["cancelled", "not_active", "refused"]
 
@@ -25,21 +20,14 @@ def submit(evaluation: EvaluationInput, *, token: str | None) -> Submitted:
 
     Raises EvalboardError: ``refused`` without a valid token where one is needed.
     """
-    settings = get_settings()
-    # Refuse before validating: an unknown caller learns nothing about paths on this machine.
-    authenticate(token, settings)
-    request = prepare_evaluation(evaluation, settings).request
-    submitted = record_and_enqueue(request, settings, token=token)
+    submitted = submitting.submit(evaluation, token=token)
     data.clear_submission_reads()
     return submitted
 
 
 def train(evaluation: EvaluationInput, training: dict[str, Any], *, token: str | None) -> Submitted:
     """Validate, record and enqueue a fine-tuning of ``evaluation.model``; raises EvalboardError."""
-    settings = get_settings()
-    authenticate(token, settings)
-    request = prepare_training(evaluation, training, settings).request
-    submitted = record_and_enqueue(request, settings, token=token)
+    submitted = submitting.submit(evaluation, training, token=token)
     data.clear_submission_reads()
     return submitted
 
@@ -57,7 +45,6 @@ def cancel(submission_id: int, *, token: str | None, secret: str | None) -> Canc
     # Checked outside the write transaction: may_manage opens its own session.
     if not may_manage(submission, token=token, secret=secret, settings=settings):
         return "refused"
-    with session_scope() as session:
-        cancelled = cancel_submission(session, submission_id)
+    cancelled = submitting.cancel(submission_id)
     data.clear_submission_reads()
     return "cancelled" if cancelled else "not_active"

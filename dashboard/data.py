@@ -11,27 +11,29 @@ from sqlalchemy.orm import Session
 from db import leaderboard, submissions
 from db.models import Submission
 from db.session import session_scope
-from evalboard.service import submission_report
+from evalboard.reports import submission_report
 
 # Short enough that progress and new results appear while a page is open.
 REFRESH_SECONDS = 3
 
-LeaderboardView = tuple[str, str, str, str]  # (dataset, config, split, metric)
+LeaderboardView = tuple[str, str, str, str, str]  # (spec, dataset, config, split, metric)
 
 
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
 def leaderboard_choices() -> list[LeaderboardView]:
-    """Every (dataset, config, split, metric) that has at least one result."""
+    """Every (spec, dataset, config, split, metric) that has at least one result."""
     with session_scope() as session:
         return list(leaderboard.leaderboard_choices(session))
 
 
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
-def leaderboard_rows(dataset: str, config: str, split: str, metric: str) -> list[dict[str, Any]]:
+def leaderboard_rows(
+    spec: str, dataset: str, config: str, split: str, metric: str
+) -> list[dict[str, Any]]:
     """The ranked rows of one leaderboard view, as plain dicts."""
     with session_scope() as session:
         rows = leaderboard.leaderboard_rows(
-            session, dataset=dataset, config=config, split=split, metric=metric
+            session, dataset=dataset, config=config, split=split, metric=metric, spec_name=spec
         )
         return [row.model_dump() for row in rows]
 
@@ -91,7 +93,7 @@ def submission_detail(submission_id: int) -> dict[str, Any] | None:
     """The full report of one submission (with its ``training`` section); None if unknown."""
     with session_scope() as session:
         submission = submissions.get_submission(session, submission_id)
-        return submission_report(session, submission) if submission is not None else None
+        return submission_report(session, submission).as_json() if submission is not None else None
 
 
 def clear_submission_reads() -> None:

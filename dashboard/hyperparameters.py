@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from worker.training.params import TrainingParams
+from evalboard.training_params import TrainingParams
 
 DEFAULTS = TrainingParams()
 

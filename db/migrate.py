@@ -25,3 +25,21 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
 def downgrade(url: str | None = None, revision: str = "base") -> None:
     """Take the database at ``url`` down to ``revision``."""
     command.downgrade(alembic_config(url), revision)
+
+
+def head_revision() -> str | None:
+    """The newest migration in this package."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(url: str | None = None) -> str | None:
+    """The migration the database at ``url`` (default: the configured one) is at; None when
+    it has no schema yet."""
+    from alembic.runtime.migration import MigrationContext
+
+    from db.session import get_engine
+
+    with get_engine(url).connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -25,7 +26,11 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+    type_annotation_map = {
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+        datetime: DateTime(timezone=True),
+    }
 
 
 class SubmissionState(StrEnum):
@@ -58,11 +63,13 @@ class ModelRef(Base):
     name: Mapped[str] = mapped_column(String(1024))  # Hub id or absolute folder path
     requested_revision: Mapped[str | None] = mapped_column(String(255))
     resolved_revision: Mapped[str] = mapped_column(String(128))  # commit sha or content hash
-    task: Mapped[str] = mapped_column(String(64), default="image-classification")
     # The training submission that produced a ``trained`` model. No foreign key: submissions
     # already reference model_refs, and a cycle would complicate migrations on both backends.
     lineage_submission_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When this revision was last resolved (a submission or a re-evaluation check): the newest
+    # one is the model's current revision.
+    last_seen_at: Mapped[datetime | None]
 
 
 class DatasetRef(Base):
@@ -82,16 +89,22 @@ class DatasetRef(Base):
     requested_revision: Mapped[str | None] = mapped_column(String(255))
     fingerprint: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The newest fingerprint seen for (name, config) is the dataset's current content.
+    last_seen_at: Mapped[datetime | None]
 
 
 class Submission(Base):
     """The unit of work and of the UI: one evaluation or training request."""
 
     __tablename__ = "submissions"
-    __table_args__ = (Index("ix_submissions_state_created", "state", "created_at"),)
+    __table_args__ = (
+        Index("ix_submissions_state_created", "state", "created_at"),
+        Index("ix_submissions_submitter_identity", "submitter", "identity_key"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # evaluate | train
+    task: Mapped[str] = mapped_column(String(64))
     submitter: Mapped[str] = mapped_column(String(255), default="anonymous")
     model_id: Mapped[int] = mapped_column(ForeignKey("model_refs.id"))
     dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset_refs.id"))
@@ -100,6 +113,13 @@ class Submission(Base):
     parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     spec_name: Mapped[str] = mapped_column(String(128))
     spec_version: Mapped[str] = mapped_column(String(32))
+    # sha256 of what the submission measures (db/identity.py): equal keys are duplicates.
+    identity_key: Mapped[str | None] = mapped_column(String(64))
+    # submitted | scheduled | manual (a re-evaluation), and the submission it re-runs.
+    trigger: Mapped[str] = mapped_column(String(16), default="submitted")
+    supersedes_submission_id: Mapped[int | None] = mapped_column(Integer)
+    due_reasons: Mapped[list[str] | None] = mapped_column(JSON)
+    webhook_url: Mapped[str | None] = mapped_column(Text)  # never shown or logged unredacted
     state: Mapped[str] = mapped_column(String(16), default=SubmissionState.QUEUED.value)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     heartbeat_at: Mapped[datetime | None]
@@ -141,12 +161,44 @@ class Result(Base):
     spec_version: Mapped[str] = mapped_column(String(32))
     model_revision: Mapped[str] = mapped_column(String(128))
     dataset_fingerprint: Mapped[str] = mapped_column(String(128))
+    # sha256 of the result's identity (task, spec and version, model revision, dataset
+    # fingerprint, config, split, columns): equal keys measured the same thing.
+    result_key: Mapped[str | None] = mapped_column(String(64), index=True)
     provenance: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     submission: Mapped[Submission] = relationship(back_populates="results")
     model: Mapped[ModelRef] = relationship(lazy="joined")
     dataset: Mapped[DatasetRef] = relationship(lazy="joined")
+
+
+class ResultFlag(Base):
+    """A remark on a submission's results, such as ``non_deterministic``. Results stay as
+    they were stored; flags are added beside them."""
+
+    __tablename__ = "result_flags"
+    __table_args__ = (UniqueConstraint("submission_id", "flag", name="uq_result_flags"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    flag: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PredictionSet(Base):
+    """The per-sample references and top-k predicted classes of one evaluation, compressed:
+    intervals, per-class scores and confusion matrices are recomputed from them."""
+
+    __tablename__ = "predictions"
+
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
+    n_samples: Mapped[int] = mapped_column(Integer)
+    k: Mapped[int] = mapped_column(Integer)
+    class_names: Mapped[list[str]] = mapped_column(JSON)
+    references: Mapped[bytes] = mapped_column(LargeBinary)  # zlib(int32 little-endian [n])
+    top_k: Mapped[bytes] = mapped_column(LargeBinary)  # zlib(int32 little-endian [n, k])
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class TrainingRun(Base):

@@ -9,11 +9,10 @@ from pydantic import BaseModel, Field
 
 
 class ModelRefCreate(BaseModel):
-    source: str
+    source: str  # hub | local | trained
     name: str
     requested_revision: str | None = None
     resolved_revision: str
-    task: str = "image-classification"
     lineage_submission_id: int | None = None
 
 
@@ -27,6 +26,7 @@ class DatasetRefCreate(BaseModel):
 
 class SubmissionCreate(BaseModel):
     kind: str = "evaluate"
+    task: str
     submitter: str = "anonymous"
     model: ModelRefCreate
     dataset: DatasetRefCreate
@@ -35,6 +35,10 @@ class SubmissionCreate(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     spec_name: str
     spec_version: str
+    trigger: str = "submitted"  # submitted | scheduled | manual
+    supersedes_submission_id: int | None = None
+    due_reasons: list[str] | None = None
+    webhook_url: str | None = None
 
 
 class MetricResult(BaseModel):
@@ -48,7 +52,7 @@ class MetricResult(BaseModel):
 
 
 class LeaderboardRow(BaseModel):
-    rank: int
+    rank: int | None  # None: stale (measured on an older spec, dataset or model revision)
     model: str
     model_source: str
     revision: str
@@ -63,7 +67,32 @@ class LeaderboardRow(BaseModel):
     dataset_fingerprint: str
     spec_name: str
     spec_version: str
+    status: str = "ranked"  # ranked | stale
+    stale_reasons: list[str] = Field(default_factory=list)
     lineage_submission_id: int | None = None
     base_model: str | None = None  # for a trained model: what it was fine-tuned from
     training_parameters: dict[str, Any] | None = None
     evaluated_at: datetime
+
+
+class HistoryEntry(BaseModel):
+    """One result set of a model, in the order they were measured."""
+
+    submission_id: int
+    model: str
+    revision: str
+    dataset: str
+    config: str
+    split: str
+    dataset_fingerprint: str
+    spec_name: str
+    spec_version: str
+    metrics: dict[str, float]
+    n_samples: int
+    created_at: datetime
+    trigger: str
+    supersedes_submission_id: int | None = None
+    # Against the previous result on the same dataset, config and split: which parts of the
+    # identity changed (empty for a re-run of the same identity; None for the first result).
+    changed: list[str] | None = None
+    flags: list[str] = Field(default_factory=list)

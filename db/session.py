@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 SessionFactory = sessionmaker(expire_on_commit=False)
@@ -55,4 +56,29 @@ def dispose_engines() -> None:
 def session_scope(url: str | None = None) -> Iterator[Session]:
     """A session in one transaction: committed on success, rolled back on error."""
     with SessionFactory(bind=get_engine(url)) as session, session.begin():
+        yield session
+
+
+def lock_id(key: str) -> int:
+    """A signed 64-bit number for ``key`` (PostgreSQL advisory locks take a bigint)."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def locked_scope(key: str, url: str | None = None) -> Iterator[Session]:
+    """A transaction that holds the lock ``key`` until it ends, so that check-then-insert
+    (duplicates, quotas) is atomic across processes.
+
+    SQLite takes its single write lock at ``BEGIN IMMEDIATE`` (WAL readers go on); PostgreSQL
+    takes a transaction-level advisory lock on ``key``, released at commit or rollback.
+    """
+    with SessionFactory(bind=get_engine(url)) as session, session.begin():
+        connection = session.connection()
+        if connection.dialect.name == "sqlite":
+            # pysqlite begins its own transaction only before DML: this BEGIN is the first
+            # statement of the transaction, and pysqlite commits or rolls it back as usual.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_id(key)})
         yield session

@@ -13,36 +13,39 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from db.identity import submission_key
 from db.models import (
     DatasetRef,
     ModelRef,
-    Result,
     Submission,
     SubmissionState,
     utcnow,
 )
-from db.schemas import DatasetRefCreate, MetricResult, ModelRefCreate, SubmissionCreate
+from db.schemas import DatasetRefCreate, ModelRefCreate, SubmissionCreate
 
 
 def get_or_create_model_ref(session: Session, ref: ModelRefCreate) -> ModelRef:
-    """The stored reference for this exact model revision, created on first use."""
+    """The stored reference for this model revision, created on first use; marks it seen now.
+
+    A folder that is a trained model keeps its ``trained`` reference (and lineage) when it is
+    submitted again as a local path: the same name and content are the same model.
+    """
     existing = session.scalars(
-        select(ModelRef).where(
-            ModelRef.source == ref.source,
-            ModelRef.name == ref.name,
-            ModelRef.resolved_revision == ref.resolved_revision,
-        )
+        select(ModelRef)
+        .where(ModelRef.name == ref.name, ModelRef.resolved_revision == ref.resolved_revision)
+        .order_by((ModelRef.source == ref.source).desc(), ModelRef.id)
     ).first()
-    if existing is not None:
-        return existing
-    model_ref = ModelRef(**ref.model_dump())
-    session.add(model_ref)
+    if existing is None:
+        existing = ModelRef(**ref.model_dump())
+        session.add(existing)
+    existing.last_seen_at = utcnow()
     session.flush()
-    return model_ref
+    return existing
 
 
 def get_or_create_dataset_ref(session: Session, ref: DatasetRefCreate) -> DatasetRef:
-    """The stored reference for this exact dataset content, created on first use."""
+    """The stored reference for this exact dataset content, created on first use; marks it
+    seen now (the newest seen fingerprint of a dataset is its current one)."""
     existing = session.scalars(
         select(DatasetRef).where(
             DatasetRef.source == ref.source,
@@ -51,18 +54,19 @@ def get_or_create_dataset_ref(session: Session, ref: DatasetRefCreate) -> Datase
             DatasetRef.fingerprint == ref.fingerprint,
         )
     ).first()
-    if existing is not None:
-        return existing
-    dataset_ref = DatasetRef(**ref.model_dump())
-    session.add(dataset_ref)
+    if existing is None:
+        existing = DatasetRef(**ref.model_dump())
+        session.add(existing)
+    existing.last_seen_at = utcnow()
     session.flush()
-    return dataset_ref
+    return existing
 
 
 def create_submission(session: Session, request: SubmissionCreate) -> Submission:
     """Insert a ``queued`` submission with its model and dataset references."""
     submission = Submission(
         kind=request.kind,
+        task=request.task,
         submitter=request.submitter,
         model=get_or_create_model_ref(session, request.model),
         dataset=get_or_create_dataset_ref(session, request.dataset),
@@ -71,6 +75,11 @@ def create_submission(session: Session, request: SubmissionCreate) -> Submission
         parameters=request.parameters,
         spec_name=request.spec_name,
         spec_version=request.spec_version,
+        identity_key=submission_key(request),
+        trigger=request.trigger,
+        supersedes_submission_id=request.supersedes_submission_id,
+        due_reasons=request.due_reasons,
+        webhook_url=request.webhook_url,
         state=SubmissionState.QUEUED.value,
         progress=0.0,
         attempts=0,
@@ -90,37 +99,25 @@ ACTIVE_OR_DONE = (
 OUR_FAILURES = ("internal", "worker_lost", "timeout", "out_of_memory")
 
 
-def find_duplicate(session: Session, request: SubmissionCreate) -> Submission | None:
-    """A queued, running or finished submission identical to ``request``: same resolved model
-    revision, dataset fingerprint, config, split, column mapping, spec and parameters."""
-    candidates = session.scalars(
+def find_duplicate(
+    session: Session, request: SubmissionCreate, *, include_succeeded: bool = True
+) -> Submission | None:
+    """A queued, running (or, unless a re-run is forced, succeeded) submission of the same
+    submitter that measures the same thing (``db.identity.submission_key``).
+
+    Call it inside ``locked_scope`` so that the check and the insert that follows are atomic.
+    """
+    states = list(ACTIVE_OR_DONE if include_succeeded else ACTIVE_OR_DONE[:2])
+    return session.scalars(
         select(Submission)
-        .join(ModelRef, Submission.model_id == ModelRef.id)
-        .join(DatasetRef, Submission.dataset_id == DatasetRef.id)
         .where(
-            Submission.kind == request.kind,
             Submission.submitter == request.submitter,  # never reveal another's submission
-            Submission.state.in_(ACTIVE_OR_DONE),
-            ModelRef.source == request.model.source,
-            ModelRef.name == request.model.name,
-            ModelRef.resolved_revision == request.model.resolved_revision,
-            DatasetRef.source == request.dataset.source,
-            DatasetRef.name == request.dataset.name,
-            DatasetRef.config == request.dataset.config,
-            DatasetRef.fingerprint == request.dataset.fingerprint,
-            Submission.spec_name == request.spec_name,
-            Submission.spec_version == request.spec_version,
+            Submission.identity_key == submission_key(request),
+            Submission.state.in_(states),
         )
         .order_by(Submission.id)
-    ).unique()
-    for candidate in candidates:
-        if (
-            candidate.split == request.split
-            and (candidate.column_mapping or {}) == request.column_mapping
-            and (candidate.parameters or {}) == request.parameters
-        ):
-            return candidate
-    return None
+        .limit(1)
+    ).first()
 
 
 def usage_of(session: Session, submitter: str, *, since: datetime) -> dict[str, int]:
@@ -187,11 +184,13 @@ def set_task_id(session: Session, submission_id: int, task_id: str) -> None:
 
 def claim_submission(
     session: Session, submission_id: int, *, stale_before: datetime | None = None
-) -> bool:
-    """Move ``queued → running`` atomically; False if another worker (or a cancel) won.
+) -> int | None:
+    """Move ``queued → running`` atomically; returns the new attempt number, or None if another
+    worker (or a cancel) won.
 
     With ``stale_before``, a ``running`` submission whose heartbeat is older is taken over too:
-    its worker died and the broker delivered the task again.
+    its worker died and the broker delivered the task again. The attempt number is the claim:
+    every later write of this run names it, so a run that lost its submission writes nothing.
     """
     now = utcnow()
     claimable = Submission.state == SubmissionState.QUEUED.value
@@ -203,90 +202,59 @@ def claim_submission(
                 Submission.heartbeat_at < stale_before,
             ),
         )
+    attempt = session.scalar(
+        select(Submission.attempts).where(Submission.id == submission_id, claimable)
+    )
+    if attempt is None:
+        return None
     result = session.execute(
         update(Submission)
         .execution_options(synchronize_session=False)
-        .where(Submission.id == submission_id, claimable)
+        .where(Submission.id == submission_id, claimable, Submission.attempts == attempt)
         .values(
             state=SubmissionState.RUNNING.value,
             started_at=now,
             heartbeat_at=now,
-            attempts=Submission.attempts + 1,
+            attempts=attempt + 1,
             progress=0.0,
         )
     )
-    return _rowcount(result) == 1
+    return attempt + 1 if rowcount(result) == 1 else None
 
 
-def record_progress(session: Session, submission_id: int, progress: float) -> bool:
-    """Write progress and a heartbeat; False when the submission is no longer running."""
+def running_condition(submission_id: int, attempt: int | None) -> Any:
+    """This submission, running, and (when ``attempt`` is given) still held by that attempt."""
+    condition = and_(
+        Submission.id == submission_id, Submission.state == SubmissionState.RUNNING.value
+    )
+    if attempt is not None:
+        condition = and_(condition, Submission.attempts == attempt)
+    return condition
+
+
+def record_progress(
+    session: Session, submission_id: int, progress: float, *, attempt: int | None = None
+) -> bool:
+    """Write progress and a heartbeat; False when the submission is no longer running (or no
+    longer held by ``attempt``)."""
     result = session.execute(
         update(Submission)
         .execution_options(synchronize_session=False)
-        .where(Submission.id == submission_id, Submission.state == SubmissionState.RUNNING.value)
+        .where(running_condition(submission_id, attempt))
         .values(progress=max(0.0, min(1.0, progress)), heartbeat_at=utcnow())
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
-def touch_heartbeat(session: Session, submission_id: int) -> bool:
-    """Refresh the heartbeat of a running submission."""
+def touch_heartbeat(session: Session, submission_id: int, *, attempt: int | None = None) -> bool:
+    """Refresh the heartbeat of a running submission held by ``attempt``."""
     result = session.execute(
         update(Submission)
         .execution_options(synchronize_session=False)
-        .where(Submission.id == submission_id, Submission.state == SubmissionState.RUNNING.value)
+        .where(running_condition(submission_id, attempt))
         .values(heartbeat_at=utcnow())
     )
-    return _rowcount(result) == 1
-
-
-def complete_submission(
-    session: Session,
-    submission_id: int,
-    *,
-    metrics: Sequence[MetricResult],
-    n_samples: int,
-    provenance: dict[str, Any],
-) -> bool:
-    """Store every metric with its provenance and mark ``succeeded``, in the caller's transaction.
-
-    Returns False (and writes nothing) if the submission is no longer ``running``.
-    """
-    now = utcnow()
-    result = session.execute(
-        update(Submission)
-        .execution_options(synchronize_session=False)
-        .where(Submission.id == submission_id, Submission.state == SubmissionState.RUNNING.value)
-        .values(state=SubmissionState.SUCCEEDED.value, progress=1.0, finished_at=now)
-    )
-    if _rowcount(result) != 1:
-        return False
-    submission = session.get(Submission, submission_id)
-    assert submission is not None
-    for metric in metrics:
-        session.add(
-            Result(
-                submission_id=submission.id,
-                model_id=submission.model_id,
-                dataset_id=submission.dataset_id,
-                task=submission.model.task,
-                split=str(provenance.get("split") or submission.split),
-                metric=metric.metric,
-                value=metric.value,
-                higher_is_better=metric.higher_is_better,
-                ci_low=metric.ci_low,
-                ci_high=metric.ci_high,
-                n_samples=n_samples,
-                spec_name=submission.spec_name,
-                spec_version=submission.spec_version,
-                model_revision=submission.model.resolved_revision,
-                dataset_fingerprint=submission.dataset.fingerprint,
-                provenance=provenance,
-                created_at=now,
-            )
-        )
-    session.flush()
-    return True
+    return rowcount(result) == 1
 
 
 def fail_submission(
@@ -299,12 +267,17 @@ def fail_submission(
         SubmissionState.QUEUED.value,
         SubmissionState.RUNNING.value,
     ),
+    attempt: int | None = None,
 ) -> bool:
-    """Mark ``failed`` with a category and message, unless it already ended."""
+    """Mark ``failed`` with a category and message, unless it already ended (or, with
+    ``attempt``, another attempt holds it now)."""
+    condition = and_(Submission.id == submission_id, Submission.state.in_(list(from_states)))
+    if attempt is not None:
+        condition = and_(condition, Submission.attempts == attempt)
     result = session.execute(
         update(Submission)
         .execution_options(synchronize_session=False)
-        .where(Submission.id == submission_id, Submission.state.in_(list(from_states)))
+        .where(condition)
         .values(
             state=SubmissionState.FAILED.value,
             failure_category=category,
@@ -312,7 +285,7 @@ def fail_submission(
             finished_at=utcnow(),
         )
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 def cancel_submission(session: Session, submission_id: int) -> bool:
@@ -331,7 +304,7 @@ def cancel_submission(session: Session, submission_id: int) -> bool:
             finished_at=utcnow(),
         )
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 def requeue_submission(session: Session, submission_id: int, *, stale_before: datetime) -> bool:
@@ -346,7 +319,7 @@ def requeue_submission(session: Session, submission_id: int, *, stale_before: da
         )
         .values(state=SubmissionState.QUEUED.value, progress=0.0)
     )
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 def stale_running(session: Session, *, older_than: datetime) -> Sequence[Submission]:
@@ -363,5 +336,5 @@ def stale_running(session: Session, *, older_than: datetime) -> Sequence[Submiss
     )
 
 
-def _rowcount(result: Any) -> int:
+def rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)

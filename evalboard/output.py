@@ -1,4 +1,4 @@
-"""Printing reports and leaderboards as tables, JSON or CSV."""
+"""Printing reports, leaderboards, histories and re-evaluation checks as text, JSON or CSV."""
 
 from __future__ import annotations
 
@@ -6,9 +6,14 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from db.schemas import LeaderboardRow
+from db.schemas import HistoryEntry, LeaderboardRow
+from evalboard.reports import SubmissionReport
+
+if TYPE_CHECKING:
+    from db.leaderboard import BoardView
+    from evalboard.reevaluation import DueEntry
 
 LEADERBOARD_COLUMNS = ("rank", "model", "revision", "value", "metric", "n_samples", "submission_id")
 
@@ -32,7 +37,9 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def leaderboard_text(rows: Sequence[LeaderboardRow], fmt: str) -> str:
+def leaderboard_text(
+    rows: Sequence[LeaderboardRow], fmt: str, *, view: BoardView | None = None
+) -> str:
     records = [row.model_dump(mode="json") for row in rows]
     if fmt == "json":
         return to_json(records)
@@ -41,62 +48,138 @@ def leaderboard_text(rows: Sequence[LeaderboardRow], fmt: str) -> str:
         fields = list(LeaderboardRow.model_fields)
         writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(records)
+        writer.writerows(
+            {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in r.items()}
+            for r in records
+        )
         return buffer.getvalue().rstrip("\n")
     if not rows:
         return "no results yet for this dataset, split and metric"
-    direction = "higher is better" if rows[0].higher_is_better else "lower is better"
     body = table(
-        LEADERBOARD_COLUMNS,
+        (*LEADERBOARD_COLUMNS, "status"),
         [
-            [getattr(row, c) if c != "revision" else row.revision[:12] for c in LEADERBOARD_COLUMNS]
+            [
+                *(getattr(row, c) if c != "revision" else row.revision[:12]
+                  for c in LEADERBOARD_COLUMNS),
+                "" if row.status == "ranked" else f"stale: {'; '.join(row.stale_reasons)}",
+            ]
             for row in rows
         ],
-    )
-    return f"{body}\n({rows[0].metric}: {direction})"
+    )  # fmt: skip
+    direction = "higher is better" if rows[0].higher_is_better else "lower is better"
+    spec = f", spec {view.spec.label}" if view is not None else ""
+    return f"{body}\n({rows[0].metric}: {direction}{spec})"
 
 
-def report_text(report: dict[str, Any]) -> str:
+def print_report(report: SubmissionReport, *, as_json: bool) -> None:
+    print(to_json(report.as_json()) if as_json else report_text(report))
+
+
+def report_text(report: SubmissionReport) -> str:
     """A person-readable summary of a submission report or an in-process evaluation."""
     lines = []
-    if report.get("submission_id") is not None:
-        lines.append(f"submission {report['submission_id']}: {report['state']}")
+    if report.submission_id is not None:
+        lines.append(f"submission {report.submission_id}: {report.state}")
     else:
-        lines.append(f"evaluation: {report['state']}")
-    if report.get("queue_position"):
-        lines.append(f"queue position: {report['queue_position']}")
-    if report.get("state") == "running":
-        lines.append(f"progress: {100 * (report.get('progress') or 0):.0f}%")
-    training = report.get("training")
+        lines.append(f"evaluation: {report.state}")
+    if report.queue_position:
+        lines.append(f"queue position: {report.queue_position}")
+    if report.state == "running":
+        lines.append(f"progress: {100 * (report.progress or 0):.0f}%")
+    training = report.training
     if training:
-        step = f"step {training['step']}"
-        if training.get("epoch") is not None:
-            step += f", epoch {training['epoch']:.2f}"
-        if training.get("loss") is not None:
-            step += f", loss {training['loss']:.4f}"
-        if training.get("learning_rate") is not None:
-            step += f", learning rate {training['learning_rate']:.2e}"
+        step = f"step {training.step}"
+        if training.epoch is not None:
+            step += f", epoch {training.epoch:.2f}"
+        if training.loss is not None:
+            step += f", loss {training.loss:.4f}"
+        if training.learning_rate is not None:
+            step += f", learning rate {training.learning_rate:.2e}"
         lines.append(f"training: {step}")
-        for name, value in sorted(training.get("validation_metrics", {}).items()):
+        for name, value in sorted(training.validation_metrics.items()):
             lines.append(f"  validation {name}: {value:.4f}")
-        if training.get("model_dir") and report.get("state") == "succeeded":
-            lines.append(f"trained model: {training['model_dir']}")
-    if report.get("lineage"):
-        lineage = report["lineage"]
+        if training.model_dir and report.state == "succeeded":
+            lines.append(f"trained model: {training.model_dir}")
+    if report.lineage:
         lines.append(
-            f"fine-tuned from {lineage.get('base_model')} by training submission "
-            f"{lineage.get('training_submission_id')}"
+            f"fine-tuned from {report.lineage.base_model} by training submission "
+            f"{report.lineage.training_submission_id}"
         )
-    if report.get("error"):
-        lines.append(f"error [{report['error']['category']}]: {report['error']['message']}")
-    if report.get("metrics"):
-        provenance = report.get("provenance") or {}
+    if report.due_reasons:
         lines.append(
-            f"model {provenance.get('model', report.get('model'))} on "
-            f"{provenance.get('dataset', report.get('dataset'))} "
-            f"split {provenance.get('split', report.get('split'))}: {report['n_samples']} samples"
+            f"re-evaluation of submission {report.supersedes_submission_id}: "
+            f"{'; '.join(report.due_reasons)}"
         )
-        lines.append(table(("metric", "value"), sorted(report["metrics"].items())))
+    if report.error:
+        lines.append(f"error [{report.error.category}]: {report.error.message}")
+    if report.metrics:
+        provenance = report.provenance
+        lines.append(
+            f"model {report.model} on {report.dataset} split {report.split}: "
+            f"{report.n_samples} samples ({report.spec_name} v{report.spec_version})"
+        )
+        rows = []
+        for name, value in report.metrics.items():
+            interval = report.intervals.get(name)
+            shown = f"[{interval.low:.4f}, {interval.high:.4f}]" if interval else ""
+            rows.append((name, value, shown))
+        lines.append(table(("metric", "value", "95% interval"), rows))
         if provenance.get("images_per_s"):
-            lines.append(f"{provenance['images_per_s']} images/s on {provenance.get('device')}")
+            lines.append(
+                f"{provenance['images_per_s']} images/s on {provenance.get('device')} "
+                f"({provenance.get('precision', 'fp32')})"
+            )
+    if report.flags:
+        lines.append(f"flags: {', '.join(report.flags)}")
+    return "\n".join(lines)
+
+
+def history_text(model: str, entries: Sequence[HistoryEntry]) -> str:
+    if not entries:
+        return f"no results yet for model {model}"
+    rows = []
+    for entry in entries:
+        primary = next(iter(entry.metrics.items()), ("", None))
+        changed = (
+            "first result"
+            if entry.changed is None
+            else (", ".join(entry.changed) or "nothing (a re-run)")
+        )
+        rows.append((
+            entry.submission_id, entry.created_at.strftime("%Y-%m-%d %H:%M"),
+            f"{entry.dataset} ({entry.config}, {entry.split})", entry.revision[:12],
+            entry.dataset_fingerprint[:12], entry.spec_version, primary[0], primary[1],
+            changed + (f" [{', '.join(entry.flags)}]" if entry.flags else ""),
+        ))  # fmt: skip
+    return table(
+        ("submission", "evaluated", "dataset", "revision", "fingerprint", "spec", "metric",
+         "value", "changed since previous"),
+        rows,
+    )  # fmt: skip
+
+
+def reevaluation_text(entries: Sequence[DueEntry], *, dry_run: bool) -> str:
+    due = [e for e in entries if e.unavailable is None]
+    unavailable = [e for e in entries if e.unavailable is not None]
+    if not entries:
+        return "nothing is due: every result measures its model, dataset and spec as they are"
+    lines = []
+    for entry in due:
+        if dry_run:
+            what = "due"
+        elif entry.duplicate:
+            what = f"already queued as submission {entry.submission_id}"
+        else:
+            what = f"queued as submission {entry.submission_id}"
+        lines.append(
+            f"{entry.model} on {entry.dataset} ({entry.config}, {entry.split}): {what}; "
+            f"{'; '.join(entry.reasons)}"
+        )
+    for entry in unavailable:
+        lines.append(
+            f"{entry.model} on {entry.dataset} ({entry.config}, {entry.split}): "
+            f"not checked: {entry.unavailable}"
+        )
+    if dry_run:
+        lines.append(f"{len(due)} due (dry run: nothing was queued)")
     return "\n".join(lines)

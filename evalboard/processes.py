@@ -15,7 +15,7 @@ STOP_GRACE_S = 20.0
 
 
 def worker_command(settings: Settings, *, beat: bool, queues: str | None = None) -> list[str]:
-    from worker.celery_app import ALL_QUEUES
+    from evalboard.queue import ALL_QUEUES
 
     command = [
         sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",

@@ -7,6 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+from celery.schedules import crontab
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -46,6 +47,15 @@ class Settings(BaseSettings):
     quota_per_day: int | None = None
     quota_concurrent: int | None = None
     quota_attempts_per_day: int | None = None
+    # Catalog plugins: comma-separated modules that register tasks, specs and metrics.
+    plugins: str = ""
+    # Re-evaluation: beat's crontab for the check ("off" turns it off) and an optional age limit.
+    reevaluate_schedule: str = "0 3 * * *"
+    reevaluate_max_age_days: float | None = Field(default=None, gt=0)
+    # Webhooks: seconds per delivery attempt; private and loopback addresses (default: allowed
+    # in development only, where the service itself runs on loopback).
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    webhook_allow_private: bool | None = None
 
     @field_validator("allowed_paths", mode="before")
     @classmethod
@@ -67,6 +77,10 @@ class Settings(BaseSettings):
         self.allowed_paths = [p.expanduser().resolve() for p in self.allowed_paths]
         if self.allow_anonymous is None:
             self.allow_anonymous = self.environment == "development"
+        if self.webhook_allow_private is None:
+            self.webhook_allow_private = self.environment == "development"
+        if self.reevaluate_schedule.strip().lower() not in ("", "off"):
+            crontab_of(self.reevaluate_schedule)  # a ValueError names what is wrong
         if self.environment == "production" and self.admin_secret in PLACEHOLDER_SECRETS:
             raise ValueError(
                 "EVALBOARD_ADMIN_SECRET must be set to a real secret when "
@@ -81,6 +95,24 @@ class Settings(BaseSettings):
     def ensure_home(self) -> None:
         """Create the data folder (SQLite files, artifacts, beat schedule) if missing."""
         self.home.mkdir(parents=True, exist_ok=True)
+
+
+def crontab_of(expression: str) -> crontab:
+    """A Celery crontab from a five-field crontab string (minute hour day month weekday)."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"{expression!r} is not a crontab string: give five fields, "
+            "minute hour day-of-month month day-of-week (for instance '0 3 * * *')"
+        )
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    return crontab(
+        minute=minute,
+        hour=hour,
+        day_of_month=day_of_month,
+        month_of_year=month_of_year,
+        day_of_week=day_of_week,
+    )
 
 
 @lru_cache(maxsize=1)

@@ -13,9 +13,10 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from db.models import Submission
+from db.results import complete_submission
 from db.schemas import DatasetRefCreate, MetricResult, ModelRefCreate, SubmissionCreate
 from db.session import session_scope
-from db.submissions import claim_submission, complete_submission, create_submission
+from db.submissions import claim_submission, create_submission
 from tests import factories
 
 pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
@@ -36,13 +37,16 @@ def page(name: str) -> AppTest:
     return AppTest.from_file(str(DASHBOARD / "pages" / name), default_timeout=TIMEOUT_S)
 
 
-def new_submission(model: str, *, dataset: str = "digits", submitter: str = "tester") -> int:
+def new_submission(
+    model: str, *, dataset: str = "digits", submitter: str = "tester", spec=factories.SPEC
+) -> int:
     request = SubmissionCreate(
         submitter=submitter,
         model=ModelRefCreate(source="local", name=model, resolved_revision=f"rev-{model}"),
         dataset=DatasetRefCreate(source="local", name=dataset, fingerprint=f"fp-{dataset}"),
-        spec_name="image-classification",
-        spec_version="1.0",
+        task=spec.task,
+        spec_name=spec.name,
+        spec_version=spec.version,
     )
     with session_scope() as session:
         return create_submission(session, request).id
@@ -56,9 +60,10 @@ def record_result(
     split: str = "test",
     metric: str = "accuracy",
     higher_is_better: bool = True,
+    spec=factories.SPEC,
 ) -> int:
     """A succeeded submission of ``model`` with one stored metric value."""
-    submission_id = new_submission(model, dataset=dataset)
+    submission_id = new_submission(model, dataset=dataset, spec=spec)
     with session_scope() as session:
         assert claim_submission(session, submission_id)
         assert complete_submission(
@@ -198,8 +203,12 @@ def test_leaderboard_ranks_models_by_value_and_ties_share_a_rank(evalboard_home:
 
 
 def test_leaderboard_lower_is_better_metric_ranks_smallest_first(evalboard_home: Path) -> None:
-    record_result("model-a", 0.30, metric="error_rate", higher_is_better=False)
-    record_result("model-b", 0.10, metric="error_rate", higher_is_better=False)
+    from tests.catalog_plugins import LOWER_IS_BETTER
+
+    for model, value in (("model-a", 0.30), ("model-b", 0.10)):
+        record_result(
+            model, value, metric="mean_error", higher_is_better=False, spec=LOWER_IS_BETTER
+        )
 
     at = page("leaderboard.py").run()
 
@@ -210,7 +219,7 @@ def test_leaderboard_lower_is_better_metric_ranks_smallest_first(evalboard_home:
 def test_leaderboard_view_comes_from_and_goes_to_the_query_params(evalboard_home: Path) -> None:
     record_result("digits-model", 0.9, dataset="digits")
     record_result("fashion-model", 0.6, dataset="fashion", split="validation")
-    record_result("fashion-model", 0.4, dataset="fashion", split="validation", metric="f1")
+    record_result("fashion-model", 0.4, dataset="fashion", split="validation", metric="f1_macro")
 
     at = page("leaderboard.py")
     at.query_params["dataset"] = "fashion"
@@ -221,16 +230,17 @@ def test_leaderboard_view_comes_from_and_goes_to_the_query_params(evalboard_home
     assert at.selectbox(key="leaderboard_split").options == ["validation"]
     assert list(at.dataframe[0].value["model"]) == ["fashion-model"]
     assert at.query_params == {
+        "spec": factories.SPEC.name,
         "dataset": "fashion",
         "config": "default",
         "split": "validation",
         "metric": "accuracy",
     }
 
-    at.selectbox(key="leaderboard_metric").select("f1").run()
+    at.selectbox(key="leaderboard_metric").select("f1_macro").run()
 
     assert list(at.dataframe[0].value["value"]) == [0.4]
-    assert at.query_params["metric"] == "f1"
+    assert at.query_params["metric"] == "f1_macro"
 
 
 # --- Submissions ----------------------------------------------------------------------------

@@ -18,9 +18,10 @@ from dashboard.identity import (
     TOKEN_KEY,
 )
 from db.models import Submission
+from db.results import complete_submission
 from db.schemas import DatasetRefCreate, MetricResult, ModelRefCreate, SubmissionCreate
 from db.session import session_scope
-from db.submissions import claim_submission, complete_submission, create_submission
+from db.submissions import claim_submission, create_submission
 from db.tokens import issue_token, revoke_token
 from evalboard.settings import reset_settings_cache
 from tests import factories
@@ -64,8 +65,9 @@ def new_submission(model: str, *, submitter: str) -> int:
         submitter=submitter,
         model=ModelRefCreate(source="local", name=model, resolved_revision=f"rev-{model}"),
         dataset=DatasetRefCreate(source="local", name="digits", fingerprint="fp-digits"),
-        spec_name="image-classification",
-        spec_version="1.0",
+        task=factories.SPEC.task,
+        spec_name=factories.SPEC.name,
+        spec_version=factories.SPEC.version,
     )
     with session_scope() as session:
         return create_submission(session, request).id

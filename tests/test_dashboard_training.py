@@ -24,18 +24,18 @@ from streamlit.testing.v1 import app_test as app_test_module
 
 from db import training as training_queries
 from db.models import Submission
+from db.results import complete_submission
 from db.schemas import DatasetRefCreate, MetricResult, ModelRefCreate, SubmissionCreate
 from db.session import session_scope
 from db.submissions import (
     claim_submission,
-    complete_submission,
     create_submission,
     fail_submission,
     record_progress,
 )
 from evalboard.settings import get_settings
+from evalboard.training_params import TrainingParams
 from tests import factories
-from worker.training.params import TrainingParams
 
 pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
 
@@ -94,8 +94,9 @@ def submit(model: ModelRefCreate, *, kind: str = "evaluate", **fields: Any) -> i
         model=model,
         dataset=DatasetRefCreate(source="local", name="digits", fingerprint="fp-digits"),
         column_mapping={"image": "image", "label": "label"},
-        spec_name="image-classification",
-        spec_version="1.0",
+        task=factories.SPEC.task,
+        spec_name=factories.SPEC.name,
+        spec_version=factories.SPEC.version,
         **fields,
     )
     with session_scope() as session:

@@ -16,13 +16,13 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
+from evalboard import catalog
 from evalboard.errors import BadInputError, NotFoundError
 from evalboard.references import resolve_dataset, resolve_model
 from evalboard.settings import Settings
 from tests import factories
 from worker.evaluation.engine import EvaluationOutcome, EvaluationRequest, run_evaluation
 from worker.evaluation.labels import LabelAlignmentError
-from worker.evaluation.specs import DEFAULT_SPEC, SPECS
 
 N_TEST = len(factories.digits_splits()["test"][1])
 
@@ -35,6 +35,11 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 def evaluate(settings: Settings, model: Path, dataset: Path, **options) -> EvaluationOutcome:
+    columns = {
+        role: options.pop(f"{role}_column") for role in ("image", "label")
+        if f"{role}_column" in options
+    }  # fmt: skip
+    options["columns"] = columns
     request = EvaluationRequest(
         resolve_model(str(model), None, settings),
         resolve_dataset(str(dataset), None, None, settings),
@@ -303,6 +308,7 @@ def test_provenance_records_what_the_result_depends_on(
 ) -> None:
     import datasets
     import evaluate as evaluate_library
+    import PIL
     import sklearn
     import torch
     import transformers
@@ -310,7 +316,7 @@ def test_provenance_records_what_the_result_depends_on(
     provenance = baseline.outcome.provenance
     model = resolve_model(str(tiny_models.trained_resnet), None, settings)
     dataset = resolve_dataset(str(digits.parquet), None, None, settings)
-    spec = SPECS.get(DEFAULT_SPEC)
+    spec = catalog.default_spec(catalog.IMAGE_CLASSIFICATION)
 
     assert provenance["model_revision"] == model.resolved_revision
     assert len(provenance["model_revision"]) == 64
@@ -319,6 +325,7 @@ def test_provenance_records_what_the_result_depends_on(
     assert (provenance["spec_name"], provenance["spec_version"]) == (spec.name, spec.version)
     assert provenance["n_samples"] == N_TEST
     assert provenance["device"] == "cpu"
+    assert provenance["precision"] == "fp32"
     assert provenance["duration_s"] > 0
     assert provenance["images_per_s"] == pytest.approx(N_TEST / provenance["duration_s"], rel=1e-2)
     assert provenance["packages"] == {
@@ -328,9 +335,11 @@ def test_provenance_records_what_the_result_depends_on(
         "datasets": datasets.__version__,
         "evaluate": evaluate_library.__version__,
         "scikit-learn": sklearn.__version__,
+        "pillow": PIL.__version__,
+        "torchvision": provenance["packages"]["torchvision"],
         "python": platform.python_version(),
     }
-    assert provenance["packages"]["evalboard"] != "unknown"
+    assert provenance["packages"]["evalboard"] != "not installed"
 
 
 def test_progress_reports_every_image_in_order(baseline: Baseline) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from db.models import Result, Submission
 from db.session import session_scope
 from evalboard.errors import EvalboardError, FailureCategory
-from evalboard.service import EvaluationInput, submit_evaluation
+from evalboard.submit import EvaluationInput, submit
 from tests import factories, servers
 from tests.conftest import DigitsData, TinyModels
 from tests.servers import wait_for
@@ -40,17 +40,17 @@ def _results(submission_id: int) -> int:
 def test_an_evaluation_whose_worker_is_killed_succeeds_once_on_a_new_worker(
     backend, start_worker, digits: DigitsData, tiny_models: TinyModels
 ) -> None:
-    from worker.jobs import reap_stale
+    from worker.scheduling.reaper import reap_stale
 
     first = start_worker("doomed")
-    submission_id = submit_evaluation(
+    submission_id = submit(
         EvaluationInput(
             model=str(tiny_models.trained_resnet),
             dataset=str(digits.imagefolder),
             split="train",  # 1,438 images one at a time: slow enough to be killed half way
             parameters={"batch_size": 1},
         )
-    )
+    ).submission_id
     wait_for(lambda: _submission(submission_id).progress > 0.05, 120, "never made progress")
     first.kill()
     assert _submission(submission_id).state == "running"
@@ -122,7 +122,7 @@ def test_restarting_redis_loses_no_queued_submission(
             _activate(monkeypatch, tmp_path / "home", data_root, database_url=database_url,
                       broker_url=f"redis://127.0.0.1:{port}/0")  # fmt: skip
             ids = [
-                submit_evaluation(EvaluationInput(model=str(path), dataset=str(digits.saved)))
+                submit(EvaluationInput(model=str(path), dataset=str(digits.saved))).submission_id
                 for path in (tiny_models.vit, tiny_models.resnet, tiny_models.trained_resnet)
             ]
             redis_server.terminate()  # SIGTERM: Redis flushes its append-only file and exits
@@ -154,14 +154,14 @@ def test_a_runaway_evaluation_ends_with_timeout_and_the_queue_goes_on(
     large = data_root / "runaway-resnet-224"
     if not large.exists():
         factories.make_resnet(large, image_size=224)
-    slow = submit_evaluation(
+    slow = submit(
         EvaluationInput(
             model=str(large),
             dataset=str(digits.imagefolder),
             split="train",
             parameters={"batch_size": 1},
         )  # fmt: skip
-    )
+    ).submission_id
     wait_for(lambda: _submission(slow).state not in ("queued", "running"), 120, "no timeout")
     submission = _submission(slow)
     assert (submission.state, submission.failure_category) == ("failed", "timeout")
@@ -170,7 +170,7 @@ def test_a_runaway_evaluation_ends_with_timeout_and_the_queue_goes_on(
     handful = data_root / "runaway-handful"
     if not handful.exists():
         factories.write_digits_parquet(handful, limit=6)
-    quick = submit_evaluation(EvaluationInput(model=str(large), dataset=str(handful)))
+    quick = submit(EvaluationInput(model=str(large), dataset=str(handful))).submission_id
     wait_for(lambda: _submission(quick).state not in ("queued", "running"), 120, "stuck")
     assert _submission(quick).state == "succeeded", _submission(quick).failure_message
 
@@ -194,7 +194,7 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_logits(
 ) -> None:
     from transformers import AutoModelForImageClassification
 
-    from worker.evaluation.engine import _predict_halving_on_oom
+    from worker.evaluation.image_classification import _predict_halving_on_oom
 
     model = AutoModelForImageClassification.from_pretrained(tiny_models.resnet).eval()
     pixels = torch.randn(16, 3, 32, 32)

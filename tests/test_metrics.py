@@ -15,10 +15,14 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
+from evalboard import catalog
 from evalboard.errors import BadInputError
-from worker.evaluation.engine import PROPORTION_METRICS, compute_spec_metrics, wilson_interval
-from worker.evaluation.metrics import METRICS, compute_metric
-from worker.evaluation.specs import DEFAULT_SPEC, SPECS
+from worker.evaluation.engine import compute_spec_metrics
+from worker.evaluation.intervals import VECTORIZED, bootstrap_interval, wilson_interval
+from worker.evaluation.metrics import compute_metric
+
+METRICS = catalog.METRICS
+SPEC = catalog.default_spec(catalog.IMAGE_CLASSIFICATION)
 
 Reference = Callable[[np.ndarray, np.ndarray, np.ndarray, list[int]], float]
 
@@ -123,7 +127,7 @@ def test_metric_direction_ranks_perfect_predictions_above_random_ones(name: str)
 
 
 def test_spec_metrics_skip_top5_when_fewer_than_five_classes() -> None:
-    spec = SPECS.get(DEFAULT_SPEC)
+    spec = SPEC
     for n_classes in (3, 4, 6, 10):
         sample = random_predictions(seed=6, n_classes=n_classes)
         results = compute_spec_metrics(spec, sample.references, sample.predictions, sample.scores)
@@ -131,16 +135,52 @@ def test_spec_metrics_skip_top5_when_fewer_than_five_classes() -> None:
         assert {result.metric for result in results} == expected
 
 
-def test_spec_metrics_carry_intervals_only_for_proportions() -> None:
-    spec = SPECS.get(DEFAULT_SPEC)
+def test_every_spec_metric_carries_the_interval_its_catalog_entry_names() -> None:
     sample = random_predictions(seed=7, n_classes=10)
-    for result in compute_spec_metrics(spec, sample.references, sample.predictions, sample.scores):
-        assert result.higher_is_better == METRICS.get(result.metric).higher_is_better
-        if result.metric in PROPORTION_METRICS:
-            assert result.ci_low is not None and result.ci_high is not None
-            assert result.ci_low <= result.value <= result.ci_high
-        else:
-            assert result.ci_low is None and result.ci_high is None
+    results = compute_spec_metrics(SPEC, sample.references, sample.predictions, sample.scores)
+    assert {result.metric for result in results} == set(SPEC.metrics)
+    for result in results:
+        metric = METRICS.get(result.metric)
+        assert result.higher_is_better == metric.higher_is_better
+        assert metric.interval in ("wilson", "bootstrap")
+        assert result.ci_low is not None and result.ci_high is not None
+        assert result.ci_low <= result.value <= result.ci_high
+        if metric.interval == "wilson":
+            assert (result.ci_low, result.ci_high) == wilson_interval(result.value, 300)
+
+
+@pytest.mark.parametrize("case", PREDICTION_CASES.values(), ids=PREDICTION_CASES.keys())
+@pytest.mark.parametrize(
+    "name", [m.name for m in METRICS if m.interval == "bootstrap" or m.module in VECTORIZED]
+)
+def test_vectorized_statistic_equals_the_metric_module_on_the_sample(name: str, case: dict) -> None:
+    """The bootstrap resamples a statistic that must equal the metric itself on any sample."""
+    metric = METRICS.get(name)
+    sample = random_predictions(**case)
+    resampled = np.stack([np.arange(300), np.random.default_rng(9).integers(0, 300, 300)])
+    for indices in resampled:
+        references, predictions = sample.references[indices], sample.predictions[indices]
+        expected = compute_metric(
+            metric, references=references, predictions=predictions, scores=sample.scores
+        )
+        n_classes = sample.scores.shape[1]
+        statistic = VECTORIZED[metric.module](
+            references[None], predictions[None], n_classes, dict(metric.kwargs)
+        )
+        assert statistic[0] == pytest.approx(expected, abs=1e-12)
+
+
+def test_bootstrap_interval_is_seeded_and_narrows_with_more_samples() -> None:
+    metric = METRICS.get("f1_macro")
+    widths = []
+    for n in (100, 2000):
+        sample = random_predictions(seed=11, n_classes=10, n=n)
+        kwargs = dict(references=sample.references, predictions=sample.predictions, n_classes=10)
+        first = bootstrap_interval(metric, SPEC, **kwargs)
+        assert first == bootstrap_interval(metric, SPEC, **kwargs)  # same seed, same interval
+        assert first is not None
+        widths.append(first[1] - first[0])
+    assert widths[1] < widths[0] / 2
 
 
 @pytest.mark.parametrize("n", [1, 7, 50, 359, 10_000])
@@ -191,7 +231,17 @@ def test_unknown_metric_name_suggests_the_close_one(typo: str, meant: str) -> No
     assert failure.value.category == "bad_input"
 
 
-def test_unknown_spec_name_suggests_the_close_one() -> None:
+def test_unknown_spec_and_task_names_suggest_the_close_one() -> None:
     with pytest.raises(BadInputError, match="did you mean") as failure:
-        SPECS.get(DEFAULT_SPEC.replace("ss", "s"))
-    assert repr(DEFAULT_SPEC) in str(failure.value)
+        catalog.spec(SPEC.name.replace("ss", "s"))
+    assert repr(SPEC.name) in str(failure.value)
+    with pytest.raises(BadInputError, match="did you mean") as failure:
+        catalog.task("image-clasification")
+    assert repr(catalog.IMAGE_CLASSIFICATION) in str(failure.value)
+
+
+def test_a_metric_outside_the_spec_lists_the_valid_ones() -> None:
+    with pytest.raises(BadInputError) as failure:
+        catalog.check_metric(SPEC, "top1")
+    for name in SPEC.metrics:
+        assert name in str(failure.value)

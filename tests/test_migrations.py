@@ -24,6 +24,8 @@ TABLES = {
     "training_runs",
     "training_logs",
     "submitter_tokens",
+    "result_flags",
+    "predictions",
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,29 +13,39 @@ import pytest
 from db import submissions as queries
 from db.leaderboard import leaderboard_rows
 from db.models import Submission, utcnow
+from db.results import complete_submission
 from db.schemas import DatasetRefCreate, MetricResult, ModelRefCreate, SubmissionCreate
 from db.session import session_scope
+from evalboard import catalog
+from tests.catalog_plugins import LOWER_IS_BETTER as LOWER_SPEC
 from tests.servers import Backend
+
+SPEC = catalog.default_spec(catalog.IMAGE_CLASSIFICATION)
 
 
 def _request(
-    model: str, *, dataset: str = "/data/digits", revision: str = "r1"
-) -> SubmissionCreate:
+    model: str, *, dataset: str = "/data/digits", revision: str = "r1",
+    spec: catalog.Spec = SPEC, fingerprint: str = "fp1",
+) -> SubmissionCreate:  # fmt: skip
     return SubmissionCreate(
+        task=spec.task,
         model=ModelRefCreate(source="local", name=model, resolved_revision=revision),
-        dataset=DatasetRefCreate(source="local", name=dataset, fingerprint="fp1"),
+        dataset=DatasetRefCreate(source="local", name=dataset, fingerprint=fingerprint),
         split="test",
-        spec_name="image-classification",
-        spec_version="1.0",
+        spec_name=spec.name,
+        spec_version=spec.version,
     )
 
 
-def _finished(model: str, value: float, *, metric: str = "accuracy", higher: bool = True,
-              revision: str = "r1") -> int:  # fmt: skip
+def _finished(
+    model: str, value: float, *, metric: str = "accuracy", higher: bool = True,
+    revision: str = "r1", spec: catalog.Spec = SPEC, fingerprint: str = "fp1",
+) -> int:  # fmt: skip
+    request = _request(model, revision=revision, spec=spec, fingerprint=fingerprint)
     with session_scope() as session:
-        submission_id = queries.create_submission(session, _request(model, revision=revision)).id
+        submission_id = queries.create_submission(session, request).id
         assert queries.claim_submission(session, submission_id)
-        assert queries.complete_submission(
+        assert complete_submission(
             session,
             submission_id,
             metrics=[MetricResult(metric=metric, value=value, higher_is_better=higher)],
@@ -58,10 +69,49 @@ def test_leaderboard_ranks_in_the_metric_direction_and_ties_share_a_rank(databas
     assert rows[0].submission_id == ids["a"]
 
     for name, loss in [("a", 0.3), ("b", 0.1)]:
-        _finished(name, loss, metric="log_loss", higher=False)
+        _finished(name, loss, metric="mean_error", higher=False, spec=LOWER_SPEC)
     with session_scope() as session:
-        rows = leaderboard_rows(session, dataset="/data/digits", split="test", metric="log_loss")
+        rows = leaderboard_rows(
+            session, dataset="/data/digits", split="test", spec_name=LOWER_SPEC.name,
+            metric="mean_error",
+        )  # fmt: skip
     assert [(row.model, row.rank) for row in rows] == [("b", 1), ("a", 2)]
+
+
+def test_only_current_spec_dataset_and_model_revisions_are_ranked_the_rest_is_stale(
+    database,
+) -> None:
+    old_spec = replace(SPEC, version="0.9")
+    _finished("old-spec", 0.99, spec=old_spec)
+    _finished("current", 0.5)
+    _finished("model-moved", 0.8, revision="r1")
+    with session_scope() as session:  # the model was seen with another revision since
+        queries.get_or_create_model_ref(
+            session, ModelRefCreate(source="local", name="model-moved", resolved_revision="r2")
+        )
+    with session_scope() as session:
+        rows = leaderboard_rows(session, dataset="/data/digits", split="test")
+    assert [(row.model, row.rank, row.status) for row in rows] == [
+        ("current", 1, "ranked"),
+        ("old-spec", None, "stale"),
+        ("model-moved", None, "stale"),
+    ]
+    assert "spec version 0.9" in rows[1].stale_reasons[0]
+    assert rows[2].stale_reasons == ["model changed since"]
+    # New content in the dataset: every earlier result is stale until it is re-evaluated.
+    _finished("newcomer", 0.1, fingerprint="fp2")
+    with session_scope() as session:
+        rows = leaderboard_rows(session, dataset="/data/digits", split="test")
+    assert [(row.model, row.rank) for row in rows if row.rank] == [("newcomer", 1)]
+    assert {row.model: row.stale_reasons for row in rows}["current"] == ["dataset changed since"]
+
+
+def test_an_unknown_metric_is_refused_naming_the_valid_ones(database) -> None:
+    from evalboard.errors import BadInputError
+
+    with session_scope() as session, pytest.raises(BadInputError) as failure:
+        leaderboard_rows(session, dataset="/data/digits", split="test", metric="top1")
+    assert "accuracy" in str(failure.value) and "f1_macro" in str(failure.value)
 
 
 def test_leaderboard_shows_the_latest_result_per_model(database) -> None:
@@ -111,7 +161,7 @@ def test_a_finished_submission_cannot_be_completed_or_failed_again(database) -> 
         assert not queries.fail_submission(
             session, submission_id, category="internal", message="late"
         )
-        assert not queries.complete_submission(
+        assert not complete_submission(
             session, submission_id, metrics=[], n_samples=1, provenance={}
         )
         submission = session.get(Submission, submission_id)
@@ -120,7 +170,7 @@ def test_a_finished_submission_cannot_be_completed_or_failed_again(database) -> 
 
 
 def test_reaper_requeues_lost_work_and_fails_it_after_the_last_attempt(database) -> None:
-    from worker.jobs import MAX_ATTEMPTS, reap_stale
+    from worker.scheduling.reaper import MAX_ATTEMPTS, reap_stale
 
     with session_scope() as session:
         stale = queries.create_submission(session, _request("stale")).id

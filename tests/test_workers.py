@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from db.models import Result, Submission
 from db.session import session_scope
-from evalboard.service import EvaluationInput, submit_evaluation
+from evalboard.submit import EvaluationInput, submit
 from tests import factories
 from tests.servers import Backend
 
@@ -44,9 +44,9 @@ def test_a_worker_takes_only_the_queues_it_names(
     backend: Backend, start_worker, digits, tiny_models
 ) -> None:
     start_worker("light-only", queues="light")
-    submission_id = submit_evaluation(
+    submission_id = submit(
         EvaluationInput(model=str(tiny_models.resnet), dataset=str(digits.saved))
-    )
+    ).submission_id
     time.sleep(5)  # several polls of the SQL transport; Redis would deliver at once
     with session_scope() as session:
         assert session.get(Submission, submission_id).state == "queued"
@@ -65,7 +65,8 @@ def test_two_workers_run_every_submission_exactly_once(
         _tiny_model(data_root / "load-models" / f"vit-{i}", seed=i) for i in range(n_submissions)
     ]
     ids = [
-        submit_evaluation(EvaluationInput(model=str(path), dataset=str(dataset))) for path in models
+        submit(EvaluationInput(model=str(path), dataset=str(dataset))).submission_id
+        for path in models
     ]
     assert len(set(ids)) == n_submissions
     first, second = start_worker("a", ready=False), start_worker("b", ready=False)

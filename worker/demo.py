@@ -139,14 +139,14 @@ def build_demo(root: Path) -> DemoSetup:
 
 def submit_demo(home: Path) -> list[int]:
     """Build the demo and enqueue one fine-tuning per base model; returns the submission ids."""
-    from evalboard.service import EvaluationInput, submit_training
+    from evalboard.submit import EvaluationInput, submit
 
     setup = build_demo(home / "demo")
     return [
-        submit_training(
+        submit(
             EvaluationInput(model=str(path), dataset=str(setup.dataset), submitter="demo"),
             dict(DEMO_HYPERPARAMETERS),
-        )
+        ).submission_id
         for path in setup.base_models.values()
     ]
 

@@ -1,4 +1,8 @@
-"""Submission jobs: claim atomically, run the engine with progress and heartbeat, record."""
+"""Submission jobs: claim atomically, run the engine with progress and heartbeat, record.
+
+A claim returns the attempt number; every write of the run (heartbeat, progress, result,
+failure) names it, so a run whose submission was taken over by another attempt writes nothing.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from db import submissions as queries
 from db.models import Submission, utcnow
+from db.results import complete_submission
 from db.session import session_scope
-from evalboard.errors import EvalboardError, FailureCategory
+from evalboard import catalog
+from evalboard.errors import EvalboardError, FailureCategory, RefusedError
 from evalboard.references import ResolvedDataset, ResolvedModel, detect_local_dataset_format
 from evalboard.settings import get_settings
 
@@ -28,9 +34,10 @@ class Cancelled(EvalboardError):
 class Heartbeat:
     """Writes the submission's heartbeat from a background thread while the job runs."""
 
-    def __init__(self, submission_id: int, interval: float) -> None:
+    def __init__(self, submission_id: int, interval: float, attempt: int | None = None) -> None:
         self.submission_id = submission_id
         self.interval = interval
+        self.attempt = attempt
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
 
@@ -46,7 +53,7 @@ class Heartbeat:
         while not self._stop.wait(self.interval):
             try:
                 with session_scope() as session:
-                    queries.touch_heartbeat(session, self.submission_id)
+                    queries.touch_heartbeat(session, self.submission_id, attempt=self.attempt)
             except Exception:  # noqa: BLE001 - a missed beat must not kill the job
                 log.exception("heartbeat for submission %s failed", self.submission_id)
 
@@ -69,13 +76,21 @@ class Deadline:
 
 
 class ProgressWriter:
-    """Writes progress at most every ``interval`` seconds; stops the job when it was cancelled
-    or ran past its deadline."""
+    """Writes progress at most every ``interval`` seconds; stops the job when it was cancelled,
+    taken over, or ran past its deadline."""
 
-    def __init__(self, submission_id: int, deadline: Deadline, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        submission_id: int,
+        deadline: Deadline,
+        interval: float = 1.0,
+        *,
+        attempt: int | None = None,
+    ) -> None:
         self.submission_id = submission_id
         self.deadline = deadline
         self.interval = interval
+        self.attempt = attempt
         self._last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
@@ -87,7 +102,7 @@ class ProgressWriter:
         with session_scope() as session:
             # Inference is ~95% of the job; the rest is metrics and the final write.
             still_running = queries.record_progress(
-                session, self.submission_id, 0.95 * done / max(total, 1)
+                session, self.submission_id, 0.95 * done / max(total, 1), attempt=self.attempt
             )
         if not still_running:
             raise Cancelled("submission was cancelled while running")
@@ -114,116 +129,124 @@ def stale_cutoff() -> datetime:
     return utcnow() - timedelta(seconds=max(3.0, get_settings().heartbeat_seconds * 3))
 
 
+def check_spec_version(submission: Submission) -> catalog.Spec:
+    """The spec the submission asked for, as this worker has it; refused if the versions differ
+    (a worker must never store a result under a version it did not run)."""
+    spec = catalog.spec(submission.spec_name)
+    if spec.version != submission.spec_version:
+        raise RefusedError(
+            f"the submission asked for spec {submission.spec_name} v{submission.spec_version}, "
+            f"but this worker runs {spec.label}; submit it again"
+        )
+    return spec
+
+
 def evaluation_request_for(submission: Submission) -> Any:
     """The engine's request, rebuilt from what the submission row recorded."""
     from worker.evaluation.engine import EvaluationRequest
 
     model = submission.model
-    mapping = submission.column_mapping or {}
     params = submission.parameters or {}
+    settings = get_settings()
     return EvaluationRequest(
         model=ResolvedModel(
             model.source, model.name, model.requested_revision, model.resolved_revision
         ),
         dataset=resolved_dataset_of(submission),
         split=submission.split,
-        image_column=mapping.get("image", "image"),
-        label_column=mapping.get("label", "label"),
-        spec_name=submission.spec_name,
-        batch_size=params.get("batch_size") or get_settings().eval_batch_size,
-        num_workers=get_settings().eval_num_workers,
-        device=get_settings().device,
+        task=submission.task,
+        spec_name=check_spec_version(submission).name,
+        columns=dict(submission.column_mapping or {}),
+        batch_size=params.get("batch_size") or settings.eval_batch_size,
+        num_workers=settings.eval_num_workers,
+        device=settings.device,
     )
 
 
 def run_evaluation_job(submission_id: int, *, worker: str | None = None) -> str:
     """Run one evaluation submission to a final state, whatever happens; returns that state."""
     from worker.evaluation.engine import run_evaluation
+    from worker.notifications import after_finish, rank_before
 
     with session_scope() as session:
-        if not queries.claim_submission(session, submission_id, stale_before=stale_cutoff()):
+        attempt = queries.claim_submission(session, submission_id, stale_before=stale_cutoff())
+        if attempt is None:
             current = queries.get_submission(session, submission_id)
             return current.state if current is not None else "missing"
+    previous_rank = None
     try:
         with session_scope() as session:
             submission = queries.get_submission(session, submission_id)
             assert submission is not None
             request = evaluation_request_for(submission)
-        with Heartbeat(submission_id, get_settings().heartbeat_seconds):
+        with Heartbeat(submission_id, get_settings().heartbeat_seconds, attempt):
             deadline = Deadline("evaluation", get_settings().eval_time_limit)
-            outcome = run_evaluation(request, progress=ProgressWriter(submission_id, deadline))
+            progress = ProgressWriter(submission_id, deadline, attempt=attempt)
+            outcome = run_evaluation(request, progress=progress)
         outcome.provenance["worker"] = worker
+        previous_rank = rank_before(submission_id)
         with session_scope() as session:
-            stored = queries.complete_submission(
+            stored = complete_submission(
                 session,
                 submission_id,
                 metrics=outcome.metrics,
                 n_samples=outcome.n_samples,
                 provenance=outcome.provenance,
+                attempt=attempt,
             )
-        return "succeeded" if stored else state_of(submission_id)
+            if stored:
+                from db.predictions import store_predictions
+
+                store_predictions(
+                    session,
+                    submission_id,
+                    references=outcome.references,
+                    top_k=outcome.top_k,
+                    class_names=outcome.class_names,
+                )
     except Cancelled:
-        return state_of(submission_id)
+        pass
     except Exception as error:  # noqa: BLE001 - every failure ends with a category
         record_failure(
-            submission_id, error, what="evaluation", limit=get_settings().eval_time_limit
+            submission_id,
+            error,
+            what="evaluation",
+            limit=get_settings().eval_time_limit,
+            attempt=attempt,
         )
-    return state_of(submission_id)
+    state = state_of(submission_id)
+    if state in ("succeeded", "failed", "cancelled"):
+        after_finish(submission_id, previous_rank=previous_rank)
+    return state
 
 
-def record_failure(submission_id: int, error: Exception, *, what: str, limit: float) -> None:
+def record_failure(
+    submission_id: int,
+    error: BaseException,
+    *,
+    what: str,
+    limit: float,
+    attempt: int | None = None,
+) -> None:
     """End a submission with the one category its exception maps to, and a message."""
     if isinstance(error, SoftTimeLimitExceeded):
-        fail(
-            submission_id, FailureCategory.TIMEOUT.value, f"{what} ran past its {limit:.0f} s limit"
+        category, message = (
+            FailureCategory.TIMEOUT.value,
+            f"{what} ran past its {limit:.0f} s limit",
         )
     elif isinstance(error, EvalboardError):
-        fail(submission_id, error.category.value, error.message)
+        category, message = error.category.value, error.message
     else:
         log.error("%s of submission %s failed", what, submission_id, exc_info=error)
-        fail(submission_id, FailureCategory.INTERNAL.value, f"{type(error).__name__}: {error}")
+        category, message = FailureCategory.INTERNAL.value, f"{type(error).__name__}: {error}"
+    fail(submission_id, category, message, attempt=attempt)
 
 
-MAX_ATTEMPTS = 3
-
-
-def reap_stale(limit_seconds: float | None = None) -> int:
-    """Re-queue running submissions whose worker stopped beating (a training resumes from its
-    last checkpoint), or fail them with ``worker_lost`` after ``MAX_ATTEMPTS``."""
-    from evalboard.service import enqueue
-
-    settings = get_settings()
-    limit = (
-        limit_seconds if limit_seconds is not None else max(120.0, settings.heartbeat_seconds * 6)
-    )
-    cutoff = utcnow() - timedelta(seconds=limit)
-    requeued: list[tuple[int, str]] = []
-    failed = 0
+def fail(submission_id: int, category: str, message: str, *, attempt: int | None = None) -> None:
     with session_scope() as session:
-        for submission in queries.stale_running(session, older_than=cutoff):
-            if submission.attempts < MAX_ATTEMPTS and queries.requeue_submission(
-                session, submission.id, stale_before=cutoff
-            ):
-                requeued.append((submission.id, submission.kind))
-                continue
-            failed += queries.fail_submission(
-                session,
-                submission.id,
-                category=FailureCategory.WORKER_LOST.value,
-                message=(
-                    f"no heartbeat for over {int(limit)} s after {submission.attempts} "
-                    "attempt(s): the worker running it was lost"
-                ),
-                from_states=("running",),
-            )
-    for submission_id, kind in requeued:
-        enqueue(submission_id, kind)
-    return failed + len(requeued)
-
-
-def fail(submission_id: int, category: str, message: str) -> None:
-    with session_scope() as session:
-        queries.fail_submission(session, submission_id, category=category, message=message)
+        queries.fail_submission(
+            session, submission_id, category=category, message=message, attempt=attempt
+        )
 
 
 def state_of(submission_id: int) -> str:

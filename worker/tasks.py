@@ -1,11 +1,21 @@
-"""Thin Celery tasks: take ids, call plain functions in ``worker.jobs``."""
+"""Thin Celery tasks: take ids, call plain functions below them, record nothing themselves."""
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from celery import Task
 
+from evalboard.queue import (
+    EVALUATE_TASK,
+    NOTIFY_TASK,
+    REAP_TASK,
+    REEVALUATE_TASK,
+    TRAIN_TASK,
+    app,
+)
 from worker import jobs
-from worker.celery_app import EVALUATE_TASK, REAP_TASK, TRAIN_TASK, app
+from worker.notifications import DeliveryError
 
 
 @app.task(name=EVALUATE_TASK, bind=True, acks_late=True)
@@ -24,5 +34,37 @@ def train_submission(self: Task, submission_id: int) -> str:
 
 @app.task(name=REAP_TASK)
 def reap_stale_submissions() -> int:
-    """Fail running submissions whose worker stopped sending heartbeats."""
-    return jobs.reap_stale()
+    """Re-queue (or fail) running submissions whose worker stopped sending heartbeats."""
+    from worker.scheduling.reaper import reap_stale
+
+    return reap_stale()
+
+
+@app.task(name=REEVALUATE_TASK)
+def reevaluate(
+    trigger: str = "scheduled",
+    mode: Literal["due", "all"] = "due",
+    dataset: str | None = None,
+    model: str | None = None,
+) -> list[dict[str, Any]]:
+    """Find what is due for re-evaluation (no weights are downloaded) and queue it."""
+    from evalboard.reevaluation import run_check
+
+    return [entry.as_json() for entry in run_check(mode=mode, trigger=trigger, dataset=dataset,
+                                                   model=model)]  # fmt: skip
+
+
+@app.task(
+    name=NOTIFY_TASK,
+    autoretry_for=(DeliveryError,),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=6,
+    acks_late=True,
+)
+def notify(submission_id: int, previous_rank: int | None = None) -> bool:
+    """POST a submission's outcome to its webhook (timeout per attempt, retried with backoff)."""
+    from worker.notifications import deliver
+
+    return deliver(submission_id, previous_rank)

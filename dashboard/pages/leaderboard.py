@@ -52,15 +52,17 @@ if not choices:
     st.stop()
 
 # Each box offers only what exists under the choices to its left.
-columns = st.columns(4)
-dataset = choose("dataset", unique([c[0] for c in choices]), columns[0])
-config = choose("config", unique([c[1] for c in choices if c[0] == dataset]), columns[1])
-split = choose("split", unique([c[2] for c in choices if c[:2] == (dataset, config)]), columns[2])
+columns = st.columns(5)
+spec = choose("spec", unique([c[0] for c in choices]), columns[0])
+views = [c[1:] for c in choices if c[0] == spec]
+dataset = choose("dataset", unique([c[0] for c in views]), columns[1])
+config = choose("config", unique([c[1] for c in views if c[0] == dataset]), columns[2])
+split = choose("split", unique([c[2] for c in views if c[:2] == (dataset, config)]), columns[3])
 metric = choose(
-    "metric", unique([c[3] for c in choices if c[:3] == (dataset, config, split)]), columns[3]
+    "metric", unique([c[3] for c in views if c[:3] == (dataset, config, split)]), columns[4]
 )
 
-rows = data.leaderboard_rows(dataset, config, split, metric)
+rows = data.leaderboard_rows(spec, dataset, config, split, metric)
 if not rows:
     st.info("No results for this view yet.")
     st.stop()

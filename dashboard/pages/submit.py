@@ -7,8 +7,8 @@ import streamlit as st
 from dashboard import actions, identity
 from dashboard.text import escape_markdown
 from evalboard.errors import EvalboardError
-from evalboard.service import EvaluationInput
 from evalboard.settings import get_settings
+from evalboard.submit import EvaluationInput
 
 st.title("Submit an evaluation")
 allowed = ", ".join(str(path) for path in get_settings().allowed_paths)
@@ -58,8 +58,7 @@ if submitted:
         dataset=dataset,
         config=config.strip() or None,
         split=split.strip() or None,
-        image_column=image.strip(),
-        label_column=label.strip(),
+        columns={"image": image, "label": label},
         submitter=submitter,
     )
     try:

@@ -10,8 +10,8 @@ from dashboard import actions, identity
 from dashboard.hyperparameters import DEFAULTS, bounds, choices, int_bounds
 from dashboard.text import escape_markdown
 from evalboard.errors import EvalboardError
-from evalboard.service import EvaluationInput
 from evalboard.settings import get_settings
+from evalboard.submit import EvaluationInput
 
 
 def float_input(column: Any, label: str, name: str, *, step: float, fmt: str = "%.4f") -> float:
@@ -150,8 +150,7 @@ if submitted:
         revision=revision.strip() or None,
         dataset=dataset,
         config=config.strip() or None,
-        image_column=image.strip(),
-        label_column=label.strip(),
+        columns={"image": image, "label": label},
         submitter=submitter,
     )
     training = {

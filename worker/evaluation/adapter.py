@@ -22,18 +22,32 @@ def safetensors_only() -> bool | None:
 class ImageClassifier:
     """A transformers image classifier and its own image processor, on one device."""
 
-    def __init__(self, model: Any, processor: Any, device: torch.device) -> None:
+    def __init__(
+        self, model: Any, processor: Any, device: torch.device, precision: str = "fp32"
+    ) -> None:
         self.model = model
         self.processor = processor
         self.device = device
+        self.precision = precision
         config = model.config
         self.labels: list[str] = [str(config.id2label[i]) for i in range(config.num_labels)]
         self.architecture = type(model).__name__
         self.num_parameters = int(sum(p.numel() for p in model.parameters()))
 
     @classmethod
-    def load(cls, name_or_path: str, revision: str | None, device: torch.device) -> ImageClassifier:
-        """Load from a Hub id (pinned revision) or a folder: safetensors only, no remote code."""
+    def load(
+        cls,
+        name_or_path: str,
+        revision: str | None,
+        device: torch.device,
+        *,
+        precision: str = "fp32",
+    ) -> ImageClassifier:
+        """Load from a Hub id (pinned revision) or a folder: safetensors only, no remote code.
+
+        ``precision`` is the spec's: "bf16" runs under autocast on a GPU; "fp32" is full
+        precision, TF32 convolutions and matmuls included off.
+        """
         from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
         kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": False}
@@ -58,7 +72,10 @@ class ImageClassifier:
         if device.type == "cpu" or device.type == "cuda":
             # channels_last speeds up convolutions (measured: ResNet-50, 2 CPU cores).
             model.to(memory_format=torch.channels_last)
-        return cls(model, processor, device)
+        if device.type == "cuda" and precision == "fp32":
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        return cls(model, processor, device, precision)
 
     def preprocess(self, images: Sequence[Any]) -> torch.Tensor:
         """The model's own processor on RGB images (evaluation cannot drift from training)."""
@@ -70,7 +87,7 @@ class ImageClassifier:
         pixel_values = pixel_values.to(
             self.device, non_blocking=True, memory_format=torch.channels_last
         )
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and self.precision == "bf16":
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 logits = self.model(pixel_values=pixel_values).logits
         else:

@@ -20,9 +20,15 @@ class DatabaseProgress(TrainerCallback):
     """Logs step, epoch, loss, learning rate and validation metrics; honours cancellation."""
 
     def __init__(
-        self, submission_id: int, deadline: Deadline | None = None, check_every_s: float = 1.0
+        self,
+        submission_id: int,
+        deadline: Deadline | None = None,
+        check_every_s: float = 1.0,
+        *,
+        attempt: int | None = None,
     ) -> None:
         self.submission_id = submission_id
+        self.attempt = attempt
         self.deadline = deadline
         self.check_every_s = check_every_s
         self.cancelled = False
@@ -66,7 +72,7 @@ class DatabaseProgress(TrainerCallback):
         fraction = state.global_step / max(state.max_steps, 1)
         with session_scope() as session:
             running = queries.record_progress(
-                session, self.submission_id, TRAINING_SHARE * fraction
+                session, self.submission_id, TRAINING_SHARE * fraction, attempt=self.attempt
             )
         if not running:  # cancelled (or taken over): stop at this step
             self.cancelled = True

@@ -8,8 +8,8 @@ from typing import Any
 
 from evalboard.errors import BadInputError
 from evalboard.references import ResolvedDataset
+from evalboard.training_params import TrainingParams
 from worker.evaluation.sources import LoadedSplit, available_splits, load_split, to_rgb
-from worker.training.params import TrainingParams
 
 
 @dataclass

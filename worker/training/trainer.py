@@ -12,9 +12,9 @@ import numpy as np
 
 from evalboard.errors import BadInputError, NotFoundError, RefusedError
 from evalboard.references import ResolvedDataset, ResolvedModel
+from evalboard.training_params import TrainingParams
 from worker.evaluation.adapter import safetensors_only
 from worker.training.data import TrainingData, image_transform, load_training_data
-from worker.training.params import TrainingParams
 
 BEST_METRIC = "accuracy"
 
@@ -40,6 +40,18 @@ class TrainingOutcome:
     class_names: list[str]
     history: list[dict[str, Any]] = field(default_factory=list)
     validation_note: str = ""
+
+    def best_validation_metrics(self) -> dict[str, float]:
+        """The validation metrics of the best epoch (the checkpoint that was kept)."""
+        epochs = [entry for entry in self.history if f"eval_{BEST_METRIC}" in entry]
+        if not epochs:
+            return {}
+        best = max(epochs, key=lambda entry: entry[f"eval_{BEST_METRIC}"])
+        return {
+            key.removeprefix("eval_"): float(value)
+            for key, value in best.items()
+            if key.startswith("eval_") and key.removeprefix("eval_") in ("accuracy", "f1_macro")
+        }
 
 
 def _precision_flags(params: TrainingParams, use_cuda: bool) -> dict[str, bool]:
@@ -83,7 +95,8 @@ def load_base_model(base: ResolvedModel, class_names: list[str]) -> tuple[Any, A
 
 
 def _compute_metrics(eval_prediction: Any) -> dict[str, float]:
-    from worker.evaluation.metrics import METRICS, compute_metric
+    from evalboard import catalog
+    from worker.evaluation.metrics import compute_metric
 
     logits = eval_prediction.predictions
     logits = logits[0] if isinstance(logits, tuple) else logits
@@ -91,7 +104,7 @@ def _compute_metrics(eval_prediction: Any) -> dict[str, float]:
     predictions = logits.argmax(axis=-1)
     return {
         name: compute_metric(
-            METRICS.get(name), references=references, predictions=predictions, scores=logits
+            catalog.metric(name), references=references, predictions=predictions, scores=logits
         )
         for name in ("accuracy", "f1_macro")
     }
@@ -105,8 +118,11 @@ def latest_checkpoint(checkpoints_dir: Path) -> str | None:
     return get_last_checkpoint(str(checkpoints_dir))
 
 
-def run_training(request: TrainingRequest, callbacks: list[Any]) -> TrainingOutcome:
-    """Train, keep the best checkpoint by validation accuracy, save it with its processor."""
+def run_training(
+    request: TrainingRequest, callbacks: list[Any], *, model_dir: Path
+) -> TrainingOutcome:
+    """Train, keep the best checkpoint by validation accuracy, save it with its processor in
+    ``model_dir``."""
     import torch
     from transformers import (
         EarlyStoppingCallback,
@@ -191,7 +207,6 @@ def run_training(request: TrainingRequest, callbacks: list[Any]) -> TrainingOutc
     trainer.train(resume_from_checkpoint=resume_from)
     cancelled = any(getattr(callback, "cancelled", False) for callback in callbacks)
 
-    model_dir = request.output_dir / "model"
     # The best model (load_best_model_at_end), without Trainer's pickled training_args.bin.
     best_model = trainer.model
     assert isinstance(best_model, PreTrainedModel)
@@ -211,10 +226,9 @@ def run_training(request: TrainingRequest, callbacks: list[Any]) -> TrainingOutc
     )
 
 
-def write_training_params(
-    path: Path, request: TrainingRequest, outcome: TrainingOutcome, extra: dict[str, Any]
-) -> None:
-    """The resolved configuration and the per-epoch metrics, beside the model."""
+def write_training_params(path: Path, request: TrainingRequest, outcome: TrainingOutcome) -> None:
+    """The resolved configuration and the per-epoch metrics, inside the model folder: only what
+    the training fixed, so the folder's content (and its hash) never changes afterwards."""
     epochs = [entry for entry in outcome.history if "eval_loss" in entry]
     payload = {
         "base_model": request.base_model.name,
@@ -227,10 +241,8 @@ def write_training_params(
         "class_names": outcome.class_names,
         "validation": outcome.validation_note,
         "hyperparameters": request.params.model_dump(),
-        "best_checkpoint": outcome.best_checkpoint,
-        "resumed_from": outcome.resumed_from,
+        "best_checkpoint": Path(outcome.best_checkpoint).name if outcome.best_checkpoint else None,
         "stopped_early": outcome.stopped_early,
         "epochs": epochs,
-        **extra,
     }
     path.write_text(json.dumps(payload, indent=2, default=str))

@@ -1,0 +1,1 @@
+"""The ``evalboard`` subcommands, grouped by what they touch; ``evalboard.cli`` dispatches."""

@@ -1,0 +1,105 @@
+"""The Celery app and how work is routed: light (no torch, no worker code), shared by all.
+
+Every process enqueues by task name through this app; workers add their tasks to it
+(``worker.celery_app``). Beat's schedule lives here too: the reaper and re-evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from evalboard.settings import Settings, crontab_of, get_settings
+
+EVALUATE_TASK = "evalboard.evaluate"
+TRAIN_TASK = "evalboard.train"
+REAP_TASK = "evalboard.reap_stale"
+REEVALUATE_TASK = "evalboard.reevaluate"
+NOTIFY_TASK = "evalboard.notify"
+
+EVAL_QUEUE = "eval"
+TRAIN_QUEUE = "train"
+LIGHT_QUEUE = "light"
+ALL_QUEUES = (EVAL_QUEUE, TRAIN_QUEUE, LIGHT_QUEUE)
+
+TASK_ROUTES = {
+    EVALUATE_TASK: {"queue": EVAL_QUEUE},
+    TRAIN_TASK: {"queue": TRAIN_QUEUE},
+    "evalboard.*": {"queue": LIGHT_QUEUE},
+}
+KIND_TASKS = {"evaluate": EVALUATE_TASK, "train": TRAIN_TASK}
+# After its own deadline a job gets this long to record ``timeout`` before it is killed.
+HARD_LIMIT_GRACE_S = 60
+
+
+def transport_options(broker_url: str, visibility_timeout: float) -> dict[str, object]:
+    """Broker options per transport (the SQLAlchemy transport passes them to create_engine)."""
+    if broker_url.startswith(("redis://", "rediss://")):
+        return {"visibility_timeout": visibility_timeout}
+    if broker_url.startswith("sqla+sqlite"):
+        return {"connect_args": {"timeout": 30}}
+    return {}
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """What beat sends: the reaper every few heartbeats, the re-evaluation check on its crontab."""
+    schedule: dict[str, dict[str, Any]] = {
+        "reap-stale-submissions": {
+            "task": REAP_TASK,
+            "schedule": max(30.0, settings.heartbeat_seconds * 3),
+        },
+    }
+    if settings.reevaluate_schedule.strip().lower() not in ("", "off"):
+        schedule["reevaluate-due"] = {
+            "task": REEVALUATE_TASK,
+            "schedule": crontab_of(settings.reevaluate_schedule),
+            "kwargs": {"trigger": "scheduled"},
+        }
+    return schedule
+
+
+def configure(app: Celery, settings: Settings) -> None:
+    """Apply the settings-derived configuration to ``app``."""
+    app.conf.update(
+        broker_url=settings.broker_url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=transport_options(
+            str(settings.broker_url), settings.visibility_timeout
+        ),
+        # The soft limit is the jobs' own deadline, checked between batches and steps (an
+        # exception raised anywhere, mid-import say, can leave the process unusable); Celery's
+        # hard limit is the backstop that replaces a child stuck elsewhere.
+        task_annotations={
+            EVALUATE_TASK: {"time_limit": settings.eval_time_limit + HARD_LIMIT_GRACE_S},
+            TRAIN_TASK: {"time_limit": settings.train_time_limit + HARD_LIMIT_GRACE_S},
+        },
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,  # state and results live in our database
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_routes=TASK_ROUTES,
+        task_default_queue=LIGHT_QUEUE,
+        task_create_missing_queues=True,
+        beat_schedule=beat_schedule(settings),
+        beat_schedule_filename=str(settings.home / "celerybeat-schedule"),
+        timezone="UTC",
+        worker_hijack_root_logger=False,
+    )
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    app = Celery("evalboard")
+    configure(app, settings or get_settings())
+    return app
+
+
+app = create_app()
+
+
+def send(task_name: str, *args: Any, **kwargs: Any) -> str:
+    """Send a task by name; returns the Celery task id."""
+    return str(app.send_task(task_name, args=list(args), kwargs=kwargs).id)

@@ -1,0 +1,286 @@
+"""Submitting work: the one function the CLI, the dashboard and the scheduler all call.
+
+Validate every field, resolve revisions, then record ``queued`` and enqueue by task name, with
+the duplicate and quota checks atomic under the submitter's lock. Light: no torch, no worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from db import submissions as queries
+from db.models import utcnow
+from db.schemas import DatasetRefCreate, ModelRefCreate, SubmissionCreate
+from db.session import locked_scope, session_scope
+from evalboard import catalog
+from evalboard.access import authenticate
+from evalboard.errors import BadInputError, EvalboardError, FailureCategory, RefusedError
+from evalboard.references import ResolvedDataset, ResolvedModel, resolve_dataset, resolve_model
+from evalboard.settings import Settings, get_settings
+from evalboard.training_params import TrainingParams
+from evalboard.webhooks import validate_webhook_url
+
+# Re-evaluations are recorded under this name; nobody else may submit as it.
+SYSTEM_SUBMITTER = "system"
+MAX_NAME_LENGTH = 255
+
+
+@dataclass
+class EvaluationInput:
+    """What a person (or the scheduler) asks for, before validation."""
+
+    model: str
+    dataset: str
+    revision: str | None = None
+    config: str | None = None
+    split: str | None = None
+    dataset_revision: str | None = None
+    task: str = catalog.IMAGE_CLASSIFICATION
+    spec: str | None = None  # None: the task's default spec
+    # Role → column; roles left out take the task's defaults (image, label).
+    columns: dict[str, str] = field(default_factory=dict)
+    submitter: str = "anonymous"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    webhook: str | None = None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    submission_id: int
+    duplicate: bool  # an identical submission already existed; nothing new was queued
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Revisions resolved beforehand (by a re-evaluation check), so they are not hashed twice."""
+
+    model: ResolvedModel
+    dataset: ResolvedDataset
+
+
+def _text(value: str | None, what: str) -> str | None:
+    """Strip a free-text field; refuse NUL bytes and lengths the database would refuse."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise BadInputError(f"{what} contains a NUL byte")
+    value = value.strip()
+    if len(value) > MAX_NAME_LENGTH:
+        raise BadInputError(f"{what} is longer than {MAX_NAME_LENGTH} characters")
+    return value
+
+
+def prepare(
+    evaluation: EvaluationInput,
+    training: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+    *,
+    resolved: Resolved | None = None,
+) -> SubmissionCreate:
+    """Validate every field and resolve revisions; raises an EvalboardError with a reason."""
+    settings = settings or get_settings()
+    task = catalog.task(_text(evaluation.task, "task") or catalog.IMAGE_CLASSIFICATION)
+    spec_name = _text(evaluation.spec, "spec")
+    spec = catalog.spec(spec_name) if spec_name else catalog.default_spec(task.name)
+    if spec.task != task.name:
+        raise BadInputError(f"spec {spec.label} is for task {spec.task!r}, not {task.name!r}")
+    columns = task.column_mapping(
+        {role: _text(name, f"{role} column") for role, name in evaluation.columns.items()}
+    )
+    submitter = _text(evaluation.submitter, "submitter name") or "anonymous"
+    webhook = validate_webhook_url(evaluation.webhook, settings) if evaluation.webhook else None
+    params: TrainingParams | None = None
+    if training is not None:
+        try:
+            params = TrainingParams.model_validate(training)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+            )
+            raise BadInputError(f"invalid training parameters: {problems}") from None
+    parameters = check_evaluation_parameters(evaluation.parameters)
+    split = _text(evaluation.split, "split") or None
+    resolved = resolved or resolve(evaluation, settings)
+    model, dataset = resolved.model, resolved.dataset
+    if params is not None:
+        parameters["training"] = params.model_dump()
+    return SubmissionCreate(
+        kind="evaluate" if params is None else "train",
+        task=task.name,
+        submitter=submitter,
+        model=ModelRefCreate(
+            source=model.source,
+            name=model.name,
+            requested_revision=model.requested_revision,
+            resolved_revision=model.resolved_revision,
+        ),
+        dataset=DatasetRefCreate(
+            source=dataset.source,
+            name=dataset.name,
+            config=dataset.config,
+            requested_revision=dataset.requested_revision,
+            fingerprint=dataset.fingerprint,
+        ),
+        split=params.train_split if params is not None else split,
+        column_mapping=columns,
+        parameters=parameters,
+        spec_name=spec.name,
+        spec_version=spec.version,
+        webhook_url=webhook,
+    )
+
+
+def resolve(evaluation: EvaluationInput, settings: Settings) -> Resolved:
+    """Validate the model and dataset references and pin them to revisions (or hashes)."""
+    model = resolve_model(evaluation.model, _text(evaluation.revision, "revision"), settings)
+    dataset = resolve_dataset(
+        evaluation.dataset,
+        _text(evaluation.config, "config"),
+        _text(evaluation.dataset_revision, "dataset revision"),
+        settings,
+    )
+    return Resolved(model, dataset)
+
+
+MAX_BATCH_SIZE = 4096
+
+
+def check_evaluation_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation knobs a submission may carry (the batch size), checked."""
+    unknown = sorted(set(parameters) - {"batch_size"})
+    if unknown:
+        raise BadInputError(f"unknown evaluation parameters: {', '.join(unknown)}")
+    checked = dict(parameters)
+    batch_size = checked.get("batch_size")
+    if batch_size is not None and (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or not 1 <= batch_size <= MAX_BATCH_SIZE
+    ):
+        raise BadInputError(
+            f"batch size must be a whole number from 1 to {MAX_BATCH_SIZE}, not {batch_size!r}"
+        )
+    return checked
+
+
+def submit(
+    evaluation: EvaluationInput,
+    training: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
+    settings: Settings | None = None,
+    system: bool = False,
+    trigger: str = "submitted",
+    supersedes: int | None = None,
+    due_reasons: list[str] | None = None,
+    resolved: Resolved | None = None,
+    force: bool = False,
+) -> Submitted:
+    """Validate, record ``queued`` and enqueue an evaluation (or, with ``training``, a
+    fine-tuning); an identical submission of the same submitter is returned instead.
+
+    ``system`` submissions (re-evaluations) belong to the system submitter and are exempt from
+    quotas; ``force`` re-runs an identity that already succeeded (never one that is active).
+    """
+    settings = settings or get_settings()
+    submitter = None
+    if not system:
+        # Before validation: an unknown caller learns nothing about paths on this machine.
+        submitter = authenticate(token, settings)
+        if (submitter or evaluation.submitter or "").strip() == SYSTEM_SUBMITTER:
+            raise RefusedError(f"the submitter name {SYSTEM_SUBMITTER!r} is reserved")
+    request = prepare(evaluation, training, settings, resolved=resolved)
+    updates: dict[str, Any] = {"trigger": trigger, "supersedes_submission_id": supersedes}
+    if due_reasons is not None:
+        updates["due_reasons"] = due_reasons
+    if system:
+        updates["submitter"] = SYSTEM_SUBMITTER
+    elif submitter is not None:
+        updates["submitter"] = submitter
+    request = request.model_copy(update=updates)
+    return record_and_enqueue(request, settings, check_quotas=not system, force=force)
+
+
+def record_and_enqueue(
+    request: SubmissionCreate,
+    settings: Settings,
+    *,
+    check_quotas: bool = True,
+    force: bool = False,
+) -> Submitted:
+    """Return an identical existing submission, check quotas, then record and queue; the checks
+    and the insert hold the submitter's lock, so concurrent identical submits queue one."""
+    with locked_scope(f"submitter:{request.submitter}") as session:
+        duplicate = queries.find_duplicate(session, request, include_succeeded=not force)
+        if duplicate is not None:
+            return Submitted(duplicate.id, duplicate=True)
+        if check_quotas:
+            check_quota(session, request.submitter, settings)
+        submission_id = queries.create_submission(session, request).id
+    try:
+        enqueue(submission_id, request.kind)
+    except Exception as error:
+        # Recorded but never sent: end it with a reason rather than leave it queued forever.
+        with session_scope() as session:
+            queries.fail_submission(
+                session,
+                submission_id,
+                category=FailureCategory.INTERNAL.value,
+                message=f"could not enqueue on the broker: {type(error).__name__}: {error}",
+            )
+        raise EvalboardError(f"could not enqueue submission {submission_id}: {error}") from error
+    return Submitted(submission_id, duplicate=False)
+
+
+def check_quota(session: Session, submitter: str, settings: Settings) -> None:
+    """Refuse a submission over the submitter's daily, concurrent or attempts quota."""
+    limits = {
+        "submissions": settings.quota_per_day,
+        "active": settings.quota_concurrent,
+        "attempts": settings.quota_attempts_per_day,
+    }
+    if all(limit is None for limit in limits.values()):
+        return
+    usage = queries.usage_of(session, submitter, since=utcnow() - timedelta(days=1))
+    words = {
+        "submissions": "submissions in the last 24 hours",
+        "active": "queued or running submissions",
+        "attempts": "attempts in the last 24 hours",
+    }
+    for key, limit in limits.items():
+        if limit is not None and usage[key] >= limit:
+            raise RefusedError(
+                f"quota reached for {submitter!r}: {usage[key]} {words[key]} (limit {limit})"
+            )
+
+
+def enqueue(submission_id: int, kind: str) -> str:
+    """Send the task for a recorded submission by name; returns the Celery task id."""
+    from evalboard.queue import KIND_TASKS, send
+
+    task_id = send(KIND_TASKS[kind], submission_id)
+    with session_scope() as session:
+        queries.set_task_id(session, submission_id, task_id)
+    return task_id
+
+
+def cancel(submission_id: int) -> bool:
+    """Cancel a queued or running submission (a running worker stops at its next check), and
+    notify its webhook; False when it had already ended. Access is the caller's to check."""
+    from evalboard.webhooks import notify_finished
+
+    with session_scope() as session:
+        cancelled = queries.cancel_submission(session, submission_id)
+        submission = queries.get_submission(session, submission_id)
+        webhook = submission.webhook_url if submission is not None else None
+    if cancelled and webhook:
+        try:
+            notify_finished(submission_id)
+        except Exception:  # noqa: BLE001 - the cancel stands even if the broker is away
+            pass
+    return cancelled

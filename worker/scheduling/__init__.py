@@ -1,0 +1,1 @@
+"""What beat sends: the reaper of lost work and the re-evaluation check."""
