@@ -48,3 +48,17 @@ def cancel(submission_id: int, *, token: str | None, secret: str | None) -> Canc
     cancelled = submitting.cancel(submission_id)
     data.clear_submission_reads()
     return "cancelled" if cancelled else "not_active"
+
+
+def reevaluation_preview() -> list[Any]:
+    """What is due now and why, without queueing anything (no weights are downloaded)."""
+    from evalboard.reevaluation import run_check
+
+    return run_check(mode="due", dry_run=True)
+
+
+def reevaluate_due() -> str:
+    """Queue the re-evaluation check on the light queue, as beat does; returns its task id."""
+    from evalboard.queue import REEVALUATE_TASK, send
+
+    return send(REEVALUATE_TASK, trigger="manual")

@@ -16,6 +16,7 @@ navigation = st.navigation(
         st.Page("pages/submit.py", title="Submit", icon=":material/upload:"),
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("pages/submissions.py", title="Submissions", icon=":material/list:"),
+        st.Page("pages/admin.py", title="Admin", icon=":material/admin_panel_settings:"),
     ]
 )
 # Rendered before the page, so every page sees the same token and secret.

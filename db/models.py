@@ -120,6 +120,8 @@ class Submission(Base):
     supersedes_submission_id: Mapped[int | None] = mapped_column(Integer)
     due_reasons: Mapped[list[str] | None] = mapped_column(JSON)
     webhook_url: Mapped[str | None] = mapped_column(Text)  # never shown or logged unredacted
+    # The model's rank when this submission finished (kept where a webhook will compare it).
+    rank_at_finish: Mapped[int | None] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16), default=SubmissionState.QUEUED.value)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     heartbeat_at: Mapped[datetime | None]

@@ -81,8 +81,8 @@ def redact(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, f"{credentials}{host}{port}", parts.path, "", "")) + query
 
 
-def notify_finished(submission_id: int, *, previous_rank: int | None = None) -> None:
+def notify_finished(submission_id: int) -> None:
     """Send the notify task for a submission that just ended (it checks for a webhook)."""
     from evalboard.queue import NOTIFY_TASK, send
 
-    send(NOTIFY_TASK, submission_id, previous_rank=previous_rank)
+    send(NOTIFY_TASK, submission_id)

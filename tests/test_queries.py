@@ -203,3 +203,48 @@ def test_queue_position_counts_earlier_queued_submissions(database, tmp_path: Pa
             for i in (first, second, third)
         ]
     assert positions == [None, 1, 2]
+
+
+def test_a_run_that_lost_its_submission_to_another_attempt_writes_nothing(database) -> None:
+    with session_scope() as session:
+        submission_id = queries.create_submission(session, _request("taken-over")).id
+    with session_scope() as session:
+        first = queries.claim_submission(session, submission_id)
+    with session_scope() as session:  # the first worker stopped beating; another takes over
+        session.get(Submission, submission_id).heartbeat_at = utcnow() - timedelta(minutes=5)
+    with session_scope() as session:
+        second = queries.claim_submission(
+            session, submission_id, stale_before=utcnow() - timedelta(minutes=1)
+        )
+    assert (first, second) == (1, 2)
+    metrics = [MetricResult(metric="accuracy", value=0.5, higher_is_better=True)]
+    with session_scope() as session:
+        assert not queries.touch_heartbeat(session, submission_id, attempt=first)
+        assert not queries.record_progress(session, submission_id, 0.5, attempt=first)
+        assert not queries.fail_submission(
+            session, submission_id, category="internal", message="late", attempt=first
+        )
+        assert not complete_submission(
+            session, submission_id, metrics=metrics, n_samples=1, provenance={}, attempt=first
+        )
+        assert queries.record_progress(session, submission_id, 0.5, attempt=second)
+        assert complete_submission(
+            session, submission_id, metrics=metrics, n_samples=1, provenance={}, attempt=second
+        )
+        assert len(session.get(Submission, submission_id).results) == 1
+
+
+def test_a_rerun_of_the_same_identity_with_another_value_flags_both_runs(database) -> None:
+    from db.results import flags_of
+
+    same = _finished("steady", 0.75)
+    again = _finished("steady", 0.75 + 1e-9)  # within the tolerance: deterministic
+    moved = _finished("steady", 0.80)
+    other_revision = _finished("steady", 0.10, revision="r2")  # another identity
+    with session_scope() as session:
+        flags = flags_of(session, [same, again, moved, other_revision])
+    assert flags == {
+        same: ["non_deterministic"],
+        again: ["non_deterministic"],
+        moved: ["non_deterministic"],
+    }

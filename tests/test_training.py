@@ -244,3 +244,39 @@ def test_a_training_whose_worker_is_killed_resumes_from_its_checkpoint(
     second_run_steps = [log.step for log in logs[logs_before:]]
     assert second_run_steps and min(second_run_steps) > resumed_step
     assert report["metrics"]["accuracy"] > 0.5
+
+
+def test_a_training_whose_final_evaluation_outlasts_the_stale_limit_is_not_requeued(
+    backend, start_worker, digits: DigitsData, base_models: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from db.training import get_training_run
+    from worker.scheduling.reaper import reap_stale
+
+    limit_s = 2.0  # heartbeats every 1 s here
+    monkeypatch.setenv("EVALBOARD_EVAL_BATCH_SIZE", "1")  # a final evaluation of many steps
+    start_worker()
+    submission_id = submit(
+        EvaluationInput(model=str(base_models["resnet-22k"]), dataset=str(digits.imagefolder)),
+        {"epochs": 1, "learning_rate": 2e-3, "batch_size": 64, "test_split": "train"},
+    ).submission_id
+
+    def evaluation_state() -> str | None:
+        with session_scope() as session:
+            run = get_training_run(session, submission_id)
+            if run is None or run.evaluation_submission_id is None:
+                return None
+            return session.get(Submission, run.evaluation_submission_id).state
+
+    wait_for(lambda: evaluation_state() == "running", 180, "the final evaluation never ran")
+    started = time.monotonic()
+    reaped = 0
+    while evaluation_state() == "running":
+        reaped += reap_stale(limit_seconds=limit_s)
+        time.sleep(0.3)
+    assert time.monotonic() - started > 1.5 * limit_s  # it did outlast the stale limit
+    assert reaped == 0
+    wait_for(lambda: run_json("status", str(submission_id))["state"] != "running", 60, "stuck")
+    with session_scope() as session:
+        training = session.get(Submission, submission_id)
+        assert (training.state, training.attempts) == ("succeeded", 1)

@@ -166,14 +166,13 @@ def evaluation_request_for(submission: Submission) -> Any:
 def run_evaluation_job(submission_id: int, *, worker: str | None = None) -> str:
     """Run one evaluation submission to a final state, whatever happens; returns that state."""
     from worker.evaluation.engine import run_evaluation
-    from worker.notifications import after_finish, rank_before
+    from worker.notifications import after_finish
 
     with session_scope() as session:
         attempt = queries.claim_submission(session, submission_id, stale_before=stale_cutoff())
         if attempt is None:
             current = queries.get_submission(session, submission_id)
             return current.state if current is not None else "missing"
-    previous_rank = None
     try:
         with session_scope() as session:
             submission = queries.get_submission(session, submission_id)
@@ -184,7 +183,6 @@ def run_evaluation_job(submission_id: int, *, worker: str | None = None) -> str:
             progress = ProgressWriter(submission_id, deadline, attempt=attempt)
             outcome = run_evaluation(request, progress=progress)
         outcome.provenance["worker"] = worker
-        previous_rank = rank_before(submission_id)
         with session_scope() as session:
             stored = complete_submission(
                 session,
@@ -216,7 +214,7 @@ def run_evaluation_job(submission_id: int, *, worker: str | None = None) -> str:
         )
     state = state_of(submission_id)
     if state in ("succeeded", "failed", "cancelled"):
-        after_finish(submission_id, previous_rank=previous_rank)
+        after_finish(submission_id)
     return state
 
 

@@ -38,7 +38,23 @@ def webhook_of(session: Any, submission: Submission) -> str | None:
     return None
 
 
+def measured(session: Any, submission: Submission) -> Submission:
+    """The submission whose results say how it went: a training's is its final evaluation."""
+    if submission.kind == "train":
+        from db.training import get_training_run
+
+        run = get_training_run(session, submission.id)
+        if run is not None and run.evaluation_submission_id is not None:
+            evaluation = queries.get_submission(session, run.evaluation_submission_id)
+            if evaluation is not None:
+                return evaluation
+    return submission
+
+
 def _rank(session: Any, submission: Submission) -> int | None:
+    submission = measured(session, submission)
+    if submission.state != "succeeded":
+        return None
     split = submission.results[0].split if submission.results else submission.split
     if split is None:
         return None
@@ -52,51 +68,52 @@ def _rank(session: Any, submission: Submission) -> int | None:
     )
 
 
-def rank_before(submission_id: int) -> int | None:
-    """The model's rank before this submission's results are stored (only computed when a
-    webhook will want it)."""
+def after_finish(submission_id: int) -> None:
+    """Queue the notification a finished submission owes: always to its own webhook; for a
+    re-evaluation, to the original's webhook when the model's rank moved since the run it
+    supersedes finished."""
     with session_scope() as session:
         submission = queries.get_submission(session, submission_id)
         if submission is None or webhook_of(session, submission) is None:
-            return None
-        return _rank(session, submission)
-
-
-def after_finish(submission_id: int, *, previous_rank: int | None) -> None:
-    """Queue the notification a finished submission owes: always to its own webhook; for a
-    re-evaluation, to the original's webhook when the model's rank moved."""
-    with session_scope() as session:
-        submission = queries.get_submission(session, submission_id)
-        if submission is None:
             return
+        if submission.state == "succeeded":
+            submission.rank_at_finish = _rank(session, submission)
         if submission.webhook_url:
             notify = True
-        elif submission.trigger != "submitted" and webhook_of(session, submission):
-            notify = _rank(session, submission) != previous_rank
-        else:
-            notify = False
+        else:  # a re-evaluation of a submission that carried a webhook
+            notify = submission.rank_at_finish != previous_rank_of(session, submission)
     if notify:
         try:
-            notify_finished(submission_id, previous_rank=previous_rank)
+            notify_finished(submission_id)
         except Exception:  # noqa: BLE001 - a notification never fails the job
             log.warning("could not queue the notification of submission %s", submission_id)
 
 
-def payload(session: Any, submission: Submission, previous_rank: int | None) -> dict[str, Any]:
-    results = list(submission.results)
+def previous_rank_of(session: Any, submission: Submission) -> int | None:
+    """For a re-evaluation: the rank the model had when the run it supersedes finished."""
+    if submission.supersedes_submission_id is None:
+        return None
+    superseded = queries.get_submission(session, submission.supersedes_submission_id)
+    return superseded.rank_at_finish if superseded is not None else None
+
+
+def payload(session: Any, submission: Submission) -> dict[str, Any]:
+    """What a webhook gets; a training reports its trained model and that model's results."""
+    evaluated = measured(session, submission)
+    results = list(evaluated.results)
     return {
         "submission_id": submission.id,
         "state": submission.state,
-        "model": submission.model.name,
+        "model": evaluated.model.name,
         "dataset": submission.dataset.name,
-        "split": results[0].split if results else submission.split,
+        "split": results[0].split if results else evaluated.split,
         "metrics": {result.metric: result.value for result in results},
-        "rank": _rank(session, submission) if submission.state == "succeeded" else None,
-        "previous_rank": previous_rank,
+        "rank": submission.rank_at_finish,
+        "previous_rank": previous_rank_of(session, submission),
     }
 
 
-def deliver(submission_id: int, previous_rank: int | None = None) -> bool:
+def deliver(submission_id: int) -> bool:
     """POST the payload to the webhook; False when there is none. Raises DeliveryError (to be
     retried) when the endpoint fails; its message never holds the URL's credentials."""
     import requests
@@ -109,7 +126,7 @@ def deliver(submission_id: int, previous_rank: int | None = None) -> bool:
         url = webhook_of(session, submission)
         if url is None:
             return False
-        body = payload(session, submission, previous_rank)
+        body = payload(session, submission)
     shown = redact(url)
     hostname = requests.utils.urlparse(url).hostname or ""
     if not settings.webhook_allow_private and is_private_host(hostname):

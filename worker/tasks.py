@@ -63,8 +63,8 @@ def reevaluate(
     max_retries=6,
     acks_late=True,
 )
-def notify(submission_id: int, previous_rank: int | None = None) -> bool:
+def notify(submission_id: int) -> bool:
     """POST a submission's outcome to its webhook (timeout per attempt, retried with backoff)."""
     from worker.notifications import deliver
 
-    return deliver(submission_id, previous_rank)
+    return deliver(submission_id)

@@ -49,6 +49,13 @@ with st.form("submit_evaluation"):
         key="submit_submitter",
         help=identity.SUBMITTER_NAME_HELP,
     )
+    webhook = st.text_input(
+        "Webhook (optional)",
+        key="submit_webhook",
+        placeholder="https://example.org/hooks/evalboard",
+        help="An http(s) URL that gets a POST with the outcome when the submission ends, and "
+        "again when a scheduled re-evaluation changes the model's rank.",
+    )
     submitted = st.form_submit_button("Submit", type="primary")
 
 if submitted:
@@ -60,6 +67,7 @@ if submitted:
         split=split.strip() or None,
         columns={"image": image, "label": label},
         submitter=submitter,
+        webhook=webhook.strip() or None,
     )
     try:
         queued = actions.submit(evaluation, token=viewer.token)

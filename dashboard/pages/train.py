@@ -142,6 +142,12 @@ with st.form("submit_training"):
         key="train_augment",
         help="Small random rotations, shifts and brightness changes of training images.",
     )
+    webhook = st.text_input(
+        "Webhook (optional)",
+        key="train_webhook",
+        placeholder="https://example.org/hooks/evalboard",
+        help="An http(s) URL that gets a POST with the outcome when the training ends.",
+    )
     submitted = st.form_submit_button("Start training", type="primary")
 
 if submitted:
@@ -152,6 +158,7 @@ if submitted:
         config=config.strip() or None,
         columns={"image": image, "label": label},
         submitter=submitter,
+        webhook=webhook.strip() or None,
     )
     training = {
         "train_split": train_split.strip() or DEFAULTS.train_split,

@@ -81,7 +81,7 @@ def run_training_job(submission_id: int, *, worker: str | None = None) -> str:
         )
     state = state_of(submission_id)
     if state in ("succeeded", "failed", "cancelled"):
-        after_finish(submission_id, previous_rank=None)
+        after_finish(submission_id)
     return state
 
 

@@ -37,6 +37,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("supersedes_submission_id", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("due_reasons", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("webhook_url", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("rank_at_finish", sa.Integer(), nullable=True))
         batch_op.create_index(
             "ix_submissions_submitter_identity", ["submitter", "identity_key"], unique=False
         )
@@ -86,7 +87,7 @@ def downgrade() -> None:
     with op.batch_alter_table("submissions", schema=None) as batch_op:
         batch_op.drop_index("ix_submissions_submitter_identity")
         for column in (
-            "webhook_url", "due_reasons", "supersedes_submission_id", "trigger",
+            "rank_at_finish", "webhook_url", "due_reasons", "supersedes_submission_id", "trigger",
             "identity_key", "task",
         ):  # fmt: skip
             batch_op.drop_column(column)
