@@ -62,3 +62,31 @@ def reevaluate_due() -> str:
     from evalboard.queue import REEVALUATE_TASK, send
 
     return send(REEVALUATE_TASK, trigger="manual")
+
+
+def moderate(submission_id: int | None, action: str, reason: str, *, secret: str | None) -> str:
+    """Apply a moderation action; returns what happened, or the refusal in words."""
+    from evalboard.errors import EvalboardError
+    from evalboard.moderation import moderate as apply
+
+    if submission_id is None:
+        return "Enter a submission id."
+    try:
+        apply(int(submission_id), action, secret=secret, reason=reason or None)
+    except EvalboardError as error:
+        return f"{error.category.value}: {error.message}"
+    data.clear_leaderboard_reads()
+    return f"submission {int(submission_id)}: {action} applied"
+
+
+def moderated() -> list[dict[str, Any]]:
+    """Every baseline and hidden result, for the admin."""
+    from db.moderation import moderated as marked
+
+    with session_scope() as session:
+        return [
+            {"submission": m.submission_id, "model": s.model.name, "dataset": s.dataset.name,
+             "baseline": m.baseline, "hidden": m.hidden, "reason": m.reason,
+             "changed": m.updated_at}
+            for m, s in marked(session)
+        ]  # fmt: skip

@@ -1,4 +1,9 @@
-"""Entry point of the dashboard: ``streamlit run dashboard/app.py``; routes to the pages."""
+"""Entry point of the dashboard: ``streamlit run dashboard/app.py``; routes to the views.
+
+The views live in ``dashboard/views/``, not ``pages/``: Streamlit serves a ``pages/`` folder
+by itself, so a deep link opened before ``/`` would run the page without this router (no menu,
+no sidebar). Every URL goes through here, and the query string stays as it was.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,24 @@ import streamlit as st
 
 from dashboard import identity
 
-st.set_page_config(page_title="evalboard", layout="wide")
+st.set_page_config(page_title="evalboard", page_icon=":material/leaderboard:", layout="wide")
 
 navigation = st.navigation(
     [
         st.Page(
-            "pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True
+            "views/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:",
+            url_path="leaderboard", default=True,
         ),
-        st.Page("pages/submit.py", title="Submit", icon=":material/upload:"),
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("pages/submissions.py", title="Submissions", icon=":material/list:"),
-        st.Page("pages/admin.py", title="Admin", icon=":material/admin_panel_settings:"),
+        st.Page("views/model.py", title="Models", icon=":material/model_training:",
+                url_path="model"),
+        st.Page("views/submit.py", title="Submit", icon=":material/upload:", url_path="submit"),
+        st.Page("views/train.py", title="Train", icon=":material/school:", url_path="train"),
+        st.Page("views/submissions.py", title="Submissions", icon=":material/list:",
+                url_path="submissions"),
+        st.Page("views/admin.py", title="Admin", icon=":material/admin_panel_settings:",
+                url_path="admin"),
     ]
-)
+)  # fmt: skip
 # Rendered before the page, so every page sees the same token and secret.
 identity.sidebar()
 navigation.run()

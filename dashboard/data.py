@@ -9,12 +9,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db import leaderboard, submissions
+from db.board_page import BoardFilters, BoardPage, board_page, filtered_rows
 from db.models import Submission
 from db.session import session_scope
 from evalboard.reports import submission_report
 
 # Short enough that progress and new results appear while a page is open.
 REFRESH_SECONDS = 3
+PAGE_SIZE = 50
 
 LeaderboardView = tuple[str, str, str, str, str]  # (spec, dataset, config, split, metric)
 
@@ -27,15 +29,38 @@ def leaderboard_choices() -> list[LeaderboardView]:
 
 
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
-def leaderboard_rows(
-    spec: str, dataset: str, config: str, split: str, metric: str
-) -> list[dict[str, Any]]:
-    """The ranked rows of one leaderboard view, as plain dicts."""
+def leaderboard_page(
+    spec: str,
+    dataset: str,
+    config: str,
+    split: str,
+    metric: str,
+    filters: BoardFilters,
+    page: int,
+    page_size: int = PAGE_SIZE,
+) -> BoardPage:
+    """One page of a leaderboard view: its rows only, the counts, the charts' points."""
+    view = leaderboard.board_view(
+        dataset=dataset, config=config, split=split, metric=metric, spec_name=spec
+    )
     with session_scope() as session:
-        rows = leaderboard.leaderboard_rows(
-            session, dataset=dataset, config=config, split=split, metric=metric, spec_name=spec
-        )
-        return [row.model_dump() for row in rows]
+        return board_page(session, view, filters, page=page, page_size=page_size)
+
+
+@st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
+def leaderboard_export(
+    spec: str, dataset: str, config: str, split: str, metric: str, filters: BoardFilters,
+    fmt: str,
+) -> str:  # fmt: skip
+    """Every row of the view as filtered, as CSV or JSON (the CLI's contract)."""
+    from evalboard.output import leaderboard_text
+
+    view = leaderboard.board_view(
+        dataset=dataset, config=config, split=split, metric=metric, spec_name=spec
+    )
+    with session_scope() as session:
+        rows = filtered_rows(session, view, filters)
+    return leaderboard_text(rows, fmt, view=view)
 
 
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
@@ -101,3 +126,71 @@ def clear_submission_reads() -> None:
     recent_submissions.clear()
     training_submissions.clear()
     submission_detail.clear()
+
+
+@st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
+def models_with_results() -> list[str]:
+    """Every model with at least one visible result, by name."""
+    from sqlalchemy import false, or_
+
+    from db.models import ModelRef, Moderation, Result
+
+    query = (
+        select(ModelRef.name)
+        .join(Result, Result.model_id == ModelRef.id)
+        .outerjoin(Moderation, Moderation.submission_id == Result.submission_id)
+        .where(or_(Moderation.hidden.is_(None), Moderation.hidden == false()))
+        .distinct()
+        .order_by(ModelRef.name)
+    )
+    with session_scope() as session:
+        return list(session.scalars(query))
+
+
+@st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
+def model_history(model: str) -> list[dict[str, Any]]:
+    """Every visible result set of a model, oldest first, with what changed each time."""
+    from db.history import model_history as history
+
+    with session_scope() as session:
+        return [entry.model_dump() for entry in history(session, model=model)]
+
+
+@st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
+def public_result(submission_id: int) -> dict[str, Any] | None:
+    """A visible evaluation's full report (provenance, lineage), and its per-class scores and
+    confusion matrix from the stored predictions; None if unknown, hidden or not a result."""
+    from db.models import Moderation
+    from db.predictions import confusion_matrix, load_predictions, per_class
+
+    with session_scope() as session:
+        submission = submissions.get_submission(session, submission_id)
+        marks = session.get(Moderation, submission_id)
+        if submission is None or not submission.results or (marks is not None and marks.hidden):
+            return None
+        report = submission_report(session, submission).as_json()
+        stored = load_predictions(session, submission_id)
+    if stored is not None:
+        report["classes"] = per_class(stored)
+        report["confusion"] = confusion_matrix(stored).tolist()
+        report["class_names"] = stored.class_names
+    report["baseline"] = bool(marks is not None and marks.baseline)
+    return report
+
+
+def clear_leaderboard_reads() -> None:
+    """Forget cached boards after moderation, so the next read shows it."""
+    leaderboard_choices.clear()
+    leaderboard_page.clear()
+    leaderboard_export.clear()
+    models_with_results.clear()
+    display_name_of.clear()
+    model_history.clear()
+    public_result.clear()
+
+
+@st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
+def display_name_of(model: str) -> str:
+    """The name a model's leaderboard rows show: Hub id, folder name, or "… fine-tuned"."""
+    with session_scope() as session:
+        return leaderboard.model_display_name(session, model)

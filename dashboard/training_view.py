@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -21,18 +22,38 @@ VALIDATION_SERIES = {
 
 
 def curves(logs: list[dict[str, Any]], series: dict[str, str]) -> pd.DataFrame:
-    """One column per series that has a value, indexed by step; the last entry of a step wins.
+    """Long format, one row per (series, step) that has a value: each series is a line of its
+    own points, so one logged every epoch is drawn as a line, not broken by the others' steps.
 
-    A resumed training logs some steps again; keeping the last makes the curve its final one.
+    A resumed training logs some steps again; the last entry of a step wins.
     """
-    table = pd.DataFrame(logs, columns=["step", *series])
-    table = table.dropna(how="all", subset=list(series))
-    if table.empty:
-        return pd.DataFrame()
-    table = table.groupby("step", sort=True).last()
-    table = table.dropna(axis="columns", how="all").rename(columns=series)
-    table.index.name = "step"
-    return table.astype(float)
+    rows = [
+        {"series": name, "step": int(log["step"]), "epoch": log.get("epoch"),
+         "value": float(log[key])}
+        for log in logs
+        for key, name in series.items()
+        if log.get(key) is not None
+    ]  # fmt: skip
+    if not rows:
+        return pd.DataFrame(columns=["series", "step", "epoch", "value"])
+    table = pd.DataFrame(rows).groupby(["series", "step"], sort=True).last().reset_index()
+    return table
+
+
+def curve_chart(table: pd.DataFrame, y_title: str) -> alt.Chart:
+    """Lines with a marker on every logged point: a series with few points stays visible."""
+    return (
+        alt.Chart(table)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("step:Q", title="step"),
+            y=alt.Y("value:Q", title=y_title, scale=alt.Scale(zero=False)),
+            color=alt.Color("series:N", title=None, scale=alt.Scale(scheme="tableau10")),
+            tooltip=["series", "step", alt.Tooltip("epoch:Q", format=".2f"),
+                     alt.Tooltip("value:Q", format=".4f")],
+        )
+        .properties(height=260)
+    )  # fmt: skip
 
 
 def number(value: float | None, fmt: str) -> str:
@@ -70,14 +91,14 @@ def show_curves(logs: list[dict[str, Any]]) -> None:
         if loss.empty:
             st.caption("No loss logged yet.")
         else:
-            st.line_chart(loss, x_label="step", y_label="loss")
+            st.altair_chart(curve_chart(loss, "loss"), width="stretch")
     with validation_column:
         st.markdown("**Validation per step**")
         validation = curves(logs, VALIDATION_SERIES)
         if validation.empty:
             st.caption("No validation yet: it runs at the end of each epoch.")
         else:
-            st.line_chart(validation, x_label="step", y_label="score")
+            st.altair_chart(curve_chart(validation, "score"), width="stretch")
 
 
 def show_outcome(report: dict[str, Any]) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import false, or_, select
 from sqlalchemy.orm import Session
 
-from db.models import DatasetRef, ModelRef, Result, Submission
+from db.models import DatasetRef, ModelRef, Moderation, Result, Submission
 from db.results import flags_of
 from db.schemas import HistoryEntry
 
@@ -15,8 +15,8 @@ from db.schemas import HistoryEntry
 def model_history(
     session: Session, *, model: str, dataset: str | None = None, split: str | None = None
 ) -> list[HistoryEntry]:
-    """Every result set of ``model`` (by name, any revision), oldest first, each with what
-    changed since the previous one on the same dataset, config and split."""
+    """Every visible result set of ``model`` (by name, any revision), oldest first, each with
+    what changed since the previous one on the same dataset, config and split."""
     query = (
         select(
             Result.submission_id,
@@ -38,7 +38,10 @@ def model_history(
         .join(ModelRef, Result.model_id == ModelRef.id)
         .join(DatasetRef, Result.dataset_id == DatasetRef.id)
         .join(Submission, Result.submission_id == Submission.id)
-        .where(ModelRef.name == model)
+        .outerjoin(Moderation, Moderation.submission_id == Result.submission_id)
+        .where(
+            ModelRef.name == model, or_(Moderation.hidden.is_(None), Moderation.hidden == false())
+        )
         .order_by(Result.created_at, Result.submission_id, Result.id)
     )
     if dataset is not None:

@@ -1,22 +1,28 @@
-"""Leaderboard queries: the latest result per model, ranked in the metric's own direction.
+"""Leaderboard queries: the latest visible result per model, ranked in the metric's direction.
 
 Only results of the spec's current version, on the dataset's current fingerprint and the
 model's current revision, are ranked; a model whose latest result is older is shown as stale
-(with why) until it is re-evaluated.
+(with why) until it is re-evaluated. Baselines are always shown and never ranked; hidden
+results are left out. One indexed range scan finds a view's rows; full rows (every metric,
+lineage) are built only for the rows asked for, so a page of 50 never pays for 2,000.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, false, func, or_, select
 from sqlalchemy.orm import Session
 
-from db.models import DatasetRef, ModelRef, Result, Submission
+from db.models import DatasetRef, ModelRef, Moderation, Result, Submission
 from db.schemas import LeaderboardRow
 from evalboard import catalog
+
+IN_CHUNK = 900  # ids per IN (...) list: under every backend's parameter limit
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,56 @@ def board_view(
     return BoardView(spec, chosen, dataset, config or "default", split)
 
 
+@dataclass(slots=True)
+class Entry:
+    """One row of a board before it is dressed as a LeaderboardRow: light, for ranking and
+    filtering thousands of models in a few milliseconds."""
+
+    result_id: int
+    submission_id: int
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    n_samples: int
+    spec_name: str
+    spec_version: str
+    model_revision: str
+    dataset_fingerprint: str
+    created_at: datetime
+    model: str
+    model_source: str
+    lineage_submission_id: int | None
+    architecture: str | None
+    parameter_count: int | None
+    submitter: str
+    baseline: bool
+    rank: int | None = None
+    status: str = "ranked"  # ranked | stale | baseline
+    stale_reasons: list[str] = field(default_factory=list)
+    overlaps_previous: bool = False  # its interval overlaps the ranked row above it
+
+    @property
+    def source(self) -> str:
+        if self.baseline:
+            return "baseline"
+        return "trained" if self.lineage_submission_id is not None else "submitted"
+
+    @property
+    def folder_name(self) -> str:
+        """A readable name without the path: the Hub id, or the folder's own name."""
+        return readable_name(self.model, self.model_source)
+
+
+@dataclass
+class Board:
+    view: BoardView
+    entries: list[Entry]  # ranked and baseline rows by value, then stale rows
+
+    @property
+    def ranked(self) -> int:
+        return sum(1 for entry in self.entries if entry.rank is not None)
+
+
 def current_fingerprint(session: Session, dataset: str, config: str) -> str | None:
     """The newest fingerprint seen for a dataset (by a submission or a re-evaluation check)."""
     return session.scalar(
@@ -58,51 +114,64 @@ def current_fingerprint(session: Session, dataset: str, config: str) -> str | No
     )
 
 
+def _chunks(values: Sequence[Any]) -> Iterable[list[Any]]:
+    for start in range(0, len(values), IN_CHUNK):
+        yield list(values[start : start + IN_CHUNK])
+
+
 def current_revisions(session: Session, names: Sequence[str]) -> dict[str, str]:
     """Model name → the revision seen most recently."""
     seen = func.coalesce(ModelRef.last_seen_at, ModelRef.created_at)
+    newest: dict[str, tuple[Any, int, str]] = {}
+    for chunk in _chunks(sorted(set(names))):
+        rows = session.execute(
+            select(ModelRef.name, seen, ModelRef.id, ModelRef.resolved_revision).where(
+                ModelRef.name.in_(chunk)
+            )
+        )
+        for name, when, ref_id, revision in rows:
+            key = (when, ref_id, revision)
+            if name not in newest or key[:2] > newest[name][:2]:
+                newest[name] = key
+    return {name: key[2] for name, key in newest.items()}
+
+
+def view_entries(session: Session, view: BoardView, *, include_hidden: bool = False) -> list[Entry]:
+    """The newest visible result of each model in the view, and every baseline result."""
+    dataset_ids = list(
+        session.scalars(
+            select(DatasetRef.id).where(
+                DatasetRef.name == view.dataset, DatasetRef.config == view.config
+            )
+        )
+    )
+    if not dataset_ids:
+        return []
+    visible = [
+        Result.dataset_id.in_(dataset_ids),
+        Result.split == view.split,
+        Result.metric == view.metric.name,
+        Result.spec_name == view.spec.name,
+        Result.task == view.spec.task,
+    ]
+    if not include_hidden:
+        visible.append(or_(Moderation.hidden.is_(None), Moderation.hidden == false()))
+    is_baseline = func.coalesce(Moderation.baseline, false())
     newest = (
         select(
-            ModelRef.name,
-            ModelRef.resolved_revision,
-            func.row_number()
-            .over(partition_by=ModelRef.name, order_by=(seen.desc(), ModelRef.id.desc()))
-            .label("recency"),
-        )
-        .where(ModelRef.name.in_(list(names)))
-        .subquery()
-    )
-    return {
-        name: revision
-        for name, revision in session.execute(
-            select(newest.c.name, newest.c.resolved_revision).where(newest.c.recency == 1)
-        )
-    }
-
-
-def latest_results(session: Session, view: BoardView) -> list[Any]:
-    """The newest result of each model in the view, as plain rows (no ORM objects)."""
-    dataset_ids = select(DatasetRef.id).where(
-        DatasetRef.name == view.dataset, DatasetRef.config == view.config
-    )
-    ranked = (
-        select(
             Result.id.label("result_id"),
+            is_baseline.label("baseline"),
             func.row_number()
             .over(
-                partition_by=ModelRef.name,
+                # The newest result per model; every baseline result is a row of its own.
+                partition_by=(ModelRef.name, case((is_baseline, Result.id), else_=0)),
                 order_by=(Result.created_at.desc(), Result.id.desc()),
             )
             .label("recency"),
         )
         .join(ModelRef, Result.model_id == ModelRef.id)
-        .where(
-            Result.dataset_id.in_(dataset_ids),
-            Result.split == view.split,
-            Result.metric == view.metric.name,
-            Result.task == view.spec.task,
-            Result.spec_name == view.spec.name,
-        )
+        .outerjoin(Moderation, Moderation.submission_id == Result.submission_id)
+        .where(and_(*visible))
         .subquery()
     )
     query = (
@@ -110,35 +179,214 @@ def latest_results(session: Session, view: BoardView) -> list[Any]:
             Result.id,
             Result.submission_id,
             Result.value,
+            Result.ci_low,
+            Result.ci_high,
             Result.n_samples,
             Result.spec_name,
             Result.spec_version,
             Result.model_revision,
             Result.dataset_fingerprint,
             Result.created_at,
-            ModelRef.name.label("model"),
-            ModelRef.source.label("model_source"),
+            ModelRef.name,
+            ModelRef.source,
             ModelRef.lineage_submission_id,
-        )
-        .join(ranked, Result.id == ranked.c.result_id)
+            ModelRef.architecture,
+            ModelRef.parameter_count,
+            Submission.submitter,
+            newest.c.baseline,
+        )  # fmt: skip
+        .join(newest, Result.id == newest.c.result_id)
         .join(ModelRef, Result.model_id == ModelRef.id)
-        .where(ranked.c.recency == 1)
+        .join(Submission, Result.submission_id == Submission.id)
+        .where(newest.c.recency == 1)
     )
-    return list(session.execute(query).all())
+    return [Entry(*row) for row in session.execute(query)]  # type: ignore[call-arg]
 
 
 def stale_reasons(
-    result: Any, *, spec_version: str, fingerprint: str | None, revision: str | None
+    entry: Entry, *, spec_version: str, fingerprint: str | None, revision: str | None
 ) -> list[str]:
     """Why a result no longer measures the model as it is: empty when it is current."""
     reasons = []
-    if result.spec_version != spec_version:
-        reasons.append(f"spec version {result.spec_version} (current {spec_version})")
-    if fingerprint is not None and result.dataset_fingerprint != fingerprint:
+    if entry.spec_version != spec_version:
+        reasons.append(f"spec version {entry.spec_version} (current {spec_version})")
+    if fingerprint is not None and entry.dataset_fingerprint != fingerprint:
         reasons.append("dataset changed since")
-    if revision is not None and result.model_revision != revision:
+    if revision is not None and entry.model_revision != revision:
         reasons.append("model changed since")
     return reasons
+
+
+def build_board(session: Session, view: BoardView, *, include_hidden: bool = False) -> Board:
+    """Every row of a view, ranked: equal values share a rank (1, 2, 2, 4)."""
+    entries = view_entries(session, view, include_hidden=include_hidden)
+    if not entries:
+        return Board(view, [])
+    fingerprint = current_fingerprint(session, view.dataset, view.config)
+    revisions = current_revisions(session, [entry.model for entry in entries])
+    current, stale = [], []
+    for entry in entries:
+        entry.stale_reasons = stale_reasons(
+            entry,
+            spec_version=view.spec.version,
+            fingerprint=fingerprint,
+            revision=revisions.get(entry.model),
+        )
+        if entry.baseline:
+            entry.status = "baseline"
+            current.append(entry)
+        elif entry.stale_reasons:
+            entry.status = "stale"
+            stale.append(entry)
+        else:
+            current.append(entry)
+    higher = view.metric.higher_is_better
+
+    def order(entry: Entry) -> tuple[Any, ...]:
+        return (-entry.value if higher else entry.value, entry.created_at, entry.result_id)
+
+    current.sort(key=order)
+    stale.sort(key=order)
+    previous: Entry | None = None
+    position = 0
+    for entry in current:
+        if entry.baseline:
+            continue
+        position += 1
+        same = previous is not None and entry.value == previous.value
+        entry.rank = previous.rank if same and previous is not None else position
+        entry.overlaps_previous = previous is not None and _overlap(previous, entry)
+        previous = entry
+    return Board(view, current + stale)
+
+
+def _overlap(above: Entry, below: Entry) -> bool:
+    """Whether two rows' 95% intervals overlap: not significantly different."""
+    if (
+        above.ci_low is None
+        or above.ci_high is None
+        or below.ci_low is None
+        or below.ci_high is None
+    ):
+        return False
+    return max(above.ci_low, below.ci_low) <= min(above.ci_high, below.ci_high)
+
+
+def metrics_of(
+    session: Session, submission_ids: Sequence[int]
+) -> dict[int, dict[str, tuple[float, float | None, float | None]]]:
+    """Submission id → metric → (value, interval low, interval high)."""
+    found: dict[int, dict[str, tuple[float, float | None, float | None]]] = {}
+    for chunk in _chunks(list(submission_ids)):
+        for submission_id, metric, value, low, high in session.execute(
+            select(
+                Result.submission_id, Result.metric, Result.value, Result.ci_low, Result.ci_high
+            ).where(Result.submission_id.in_(chunk))
+        ):
+            found.setdefault(submission_id, {})[metric] = (value, low, high)
+    return found
+
+
+def readable_name(name: str, source: str) -> str:
+    """A name without the path: the Hub id, or the folder's own name (``run-N`` for a trained
+    model's ``artifacts/run-N/model`` folder)."""
+    if source == "hub":
+        return name
+    path = PurePosixPath(name)
+    if path.name == "model" and path.parent.name.startswith("run-"):
+        return path.parent.name
+    return path.name or name
+
+
+def display_name(entry: Entry, training: Submission | None) -> str:
+    """The Hub id, the folder's name, or "<base> fine-tuned (run N)" for a trained model."""
+    if entry.lineage_submission_id is None:
+        return entry.folder_name
+    base = _short(training.model.name) if training is not None else "a model"
+    return f"{base} fine-tuned (run {entry.lineage_submission_id})"
+
+
+def model_display_name(session: Session, model: str) -> str:
+    """The display name of a model, as its leaderboard rows show it."""
+    ref = session.scalars(
+        select(ModelRef).where(ModelRef.name == model).order_by(ModelRef.id.desc()).limit(1)
+    ).first()
+    if ref is None:
+        return model
+    if ref.lineage_submission_id is None:
+        return readable_name(ref.name, ref.source)
+    training = session.get(Submission, ref.lineage_submission_id)
+    base = _short(training.model.name) if training is not None else "a model"
+    return f"{base} fine-tuned (run {ref.lineage_submission_id})"
+
+
+def rows_of(session: Session, board: Board, entries: Sequence[Entry]) -> list[LeaderboardRow]:
+    """Full rows (every metric of the spec, lineage, display names) for ``entries``."""
+    metrics = metrics_of(session, [entry.submission_id for entry in entries])
+    trainings = trainings_of(session, [e.lineage_submission_id for e in entries])
+    view = board.view
+    rows = []
+    for entry in entries:
+        training = trainings.get(entry.lineage_submission_id or -1)
+        base_model = training.model.name if training is not None else None
+        display = display_name(entry, training)
+        own = metrics.get(entry.submission_id, {})
+        rows.append(
+            LeaderboardRow(
+                rank=entry.rank,
+                model=entry.model,
+                display_name=display,
+                revision=entry.model_revision,
+                source=entry.source,
+                value=entry.value,
+                ci_low=entry.ci_low,
+                ci_high=entry.ci_high,
+                metric=view.metric.name,
+                metrics={name: own[name][0] for name in view.spec.metrics if name in own},
+                intervals={
+                    name: [own[name][1], own[name][2]]
+                    for name in view.spec.metrics
+                    if name in own and own[name][1] is not None
+                },
+                n_samples=entry.n_samples,
+                submission_id=entry.submission_id,
+                model_source=entry.model_source,
+                higher_is_better=view.metric.higher_is_better,
+                dataset=view.dataset,
+                config=view.config,
+                split=view.split,
+                dataset_fingerprint=entry.dataset_fingerprint,
+                spec_name=entry.spec_name,
+                spec_version=entry.spec_version,
+                status=entry.status,
+                stale_reasons=entry.stale_reasons,
+                overlaps_previous=entry.overlaps_previous,
+                architecture=entry.architecture,
+                parameter_count=entry.parameter_count,
+                submitter=entry.submitter,
+                lineage_submission_id=entry.lineage_submission_id,
+                base_model=base_model,
+                training_parameters=(
+                    dict(training.parameters or {}).get("training") if training else None
+                ),
+                evaluated_at=entry.created_at,
+            )
+        )
+    return rows
+
+
+def _short(name: str) -> str:
+    path = PurePosixPath(name)
+    return name if not name.startswith("/") else path.name
+
+
+def trainings_of(session: Session, ids: Iterable[int | None]) -> dict[int, Submission]:
+    wanted = sorted({i for i in ids if i is not None})
+    found: dict[int, Submission] = {}
+    for chunk in _chunks(wanted):
+        for submission in session.scalars(select(Submission).where(Submission.id.in_(chunk))):
+            found[submission.id] = submission
+    return found
 
 
 def leaderboard_rows(
@@ -151,87 +399,13 @@ def leaderboard_rows(
     task: str = catalog.IMAGE_CLASSIFICATION,
     spec_name: str | None = None,
 ) -> list[LeaderboardRow]:
-    """Ranked rows for the view, then its stale rows; ties share a rank (1, 2, 2, 4)."""
+    """Every row of the view: ranked and baseline rows by value, then stale ones."""
     view = board_view(
         dataset=dataset, split=split, metric=metric, config=config, task=task,
         spec_name=spec_name,
     )  # fmt: skip
-    results = latest_results(session, view)
-    if not results:
-        return []
-    fingerprint = current_fingerprint(session, view.dataset, view.config)
-    revisions = current_revisions(session, [r.model for r in results])
-    current: list[tuple[Any, list[str]]] = []
-    stale: list[tuple[Any, list[str]]] = []
-    for result in results:
-        reasons = stale_reasons(
-            result,
-            spec_version=view.spec.version,
-            fingerprint=fingerprint,
-            revision=revisions.get(result.model),
-        )
-        (stale if reasons else current).append((result, reasons))
-    rows = rank(current, view) + rank(stale, view)
-    return _with_lineage(session, rows)
-
-
-def rank(entries: Sequence[tuple[Any, list[str]]], view: BoardView) -> list[LeaderboardRow]:
-    """Sort by value in the metric's direction; equal values share a rank. Entries with stale
-    reasons get no rank."""
-    higher = view.metric.higher_is_better
-    ordered = sorted(
-        entries, key=lambda e: (-e[0].value if higher else e[0].value, e[0].created_at, e[0].id)
-    )
-    rows: list[LeaderboardRow] = []
-    previous_value: float | None = None
-    position_rank = 0
-    for position, (result, reasons) in enumerate(ordered, start=1):
-        if previous_value is None or result.value != previous_value:
-            position_rank = position
-        previous_value = result.value
-        rows.append(
-            LeaderboardRow(
-                rank=None if reasons else position_rank,
-                status="stale" if reasons else "ranked",
-                stale_reasons=reasons,
-                model=result.model,
-                model_source=result.model_source,
-                revision=result.model_revision,
-                value=result.value,
-                metric=view.metric.name,
-                higher_is_better=view.metric.higher_is_better,
-                n_samples=result.n_samples,
-                submission_id=result.submission_id,
-                dataset=view.dataset,
-                config=view.config,
-                split=view.split,
-                dataset_fingerprint=result.dataset_fingerprint,
-                spec_name=result.spec_name,
-                spec_version=result.spec_version,
-                lineage_submission_id=result.lineage_submission_id,
-                evaluated_at=result.created_at,
-            )
-        )
-    return rows
-
-
-def _with_lineage(session: Session, rows: list[LeaderboardRow]) -> list[LeaderboardRow]:
-    """Add the base model and hyperparameters of fine-tuned models to their rows."""
-    training_ids = {row.lineage_submission_id for row in rows if row.lineage_submission_id}
-    if not training_ids:
-        return rows
-    trainings = {
-        submission.id: submission
-        for submission in session.scalars(
-            select(Submission).where(Submission.id.in_(training_ids))
-        ).unique()
-    }
-    for row in rows:
-        training = trainings.get(row.lineage_submission_id or -1)
-        if training is not None:
-            row.base_model = training.model.name
-            row.training_parameters = dict(training.parameters or {}).get("training")
-    return rows
+    board = build_board(session, view)
+    return rows_of(session, board, board.entries)
 
 
 def model_rank(
@@ -239,11 +413,10 @@ def model_rank(
 ) -> int | None:
     """Where ``model`` ranks on its spec's primary metric; None when not ranked there."""
     spec = catalog.spec(spec_name)
-    for row in leaderboard_rows(
-        session, dataset=dataset, config=config, split=split, task=spec.task, spec_name=spec_name
-    ):
-        if row.model == model:
-            return row.rank
+    view = board_view(dataset=dataset, config=config, split=split, spec_name=spec.name)
+    for entry in build_board(session, view).entries:
+        if entry.model == model and entry.status == "ranked":
+            return entry.rank
     return None
 
 
@@ -254,7 +427,6 @@ def leaderboard_choices(session: Session) -> list[tuple[str, str, str, str, str]
         select(Result.spec_name, DatasetRef.name, DatasetRef.config, Result.split, Result.metric)
         .join(DatasetRef, Result.dataset_id == DatasetRef.id)
         .distinct()
-        .order_by(Result.spec_name, DatasetRef.name, DatasetRef.config, Result.split)
     )
     specs = {spec.name: spec for spec in catalog.SPECS}
     choices = [

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -70,6 +71,9 @@ class ModelRef(Base):
     # When this revision was last resolved (a submission or a re-evaluation check): the newest
     # one is the model's current revision.
     last_seen_at: Mapped[datetime | None]
+    # What the first evaluation of this revision found (the leaderboard's filters use them).
+    architecture: Mapped[str | None] = mapped_column(String(255))
+    parameter_count: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class DatasetRef(Base):
@@ -144,7 +148,10 @@ class Result(Base):
     __tablename__ = "results"
     __table_args__ = (
         UniqueConstraint("submission_id", "metric", name="uq_results_submission_metric"),
-        Index("ix_results_board", "task", "dataset_id", "split", "metric"),
+        # The leaderboard's one range scan: a view's rows of one metric, newest first.
+        Index(
+            "ix_results_view", "dataset_id", "split", "metric", "spec_name", "task", "created_at"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -185,6 +192,32 @@ class ResultFlag(Base):
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
     flag: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Moderation(Base):
+    """An admin's marks on a submission's results: a baseline (always shown, never ranked) or
+    hidden from the public with a reason (kept, and every change audited)."""
+
+    __tablename__ = "moderation"
+
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
+    baseline: Mapped[bool] = mapped_column(default=False)
+    hidden: Mapped[bool] = mapped_column(default=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModerationEvent(Base):
+    """The audit trail of moderation: who did what to which submission, when and why."""
+
+    __tablename__ = "moderation_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))  # baseline | unbaseline | hide | unhide
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

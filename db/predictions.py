@@ -65,3 +65,26 @@ def load_predictions(session: Session, submission_id: int) -> StoredPredictions 
         references=_unpack(stored.references, (stored.n_samples,)),
         top_k=_unpack(stored.top_k, (stored.n_samples, stored.k)),
     )
+
+
+def confusion_matrix(stored: StoredPredictions) -> np.ndarray:
+    """Counts [true class, predicted class] over the dataset's classes."""
+    n = len(stored.class_names)
+    codes = stored.references * n + stored.predictions
+    return np.bincount(codes, minlength=n * n).reshape(n, n)
+
+
+def per_class(stored: StoredPredictions) -> list[dict[str, float | int | str]]:
+    """Per class: samples, accuracy (recall), precision and F1, from the stored predictions."""
+    matrix = confusion_matrix(stored)
+    support, predicted, hits = matrix.sum(axis=1), matrix.sum(axis=0), np.diag(matrix)
+    rows: list[dict[str, float | int | str]] = []
+    for index, name in enumerate(stored.class_names):
+        recall = hits[index] / support[index] if support[index] else 0.0
+        precision = hits[index] / predicted[index] if predicted[index] else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({
+            "class": name, "samples": int(support[index]), "accuracy": float(recall),
+            "precision": float(precision), "f1": float(f1),
+        })  # fmt: skip
+    return rows

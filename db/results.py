@@ -83,6 +83,11 @@ def complete_submission(
                 created_at=now,
             )
         )
+    model = submission.model
+    if model.architecture is None and provenance.get("model_architecture"):
+        model.architecture = str(provenance["model_architecture"])[:255]
+    if model.parameter_count is None and isinstance(provenance.get("model_parameters"), int):
+        model.parameter_count = int(provenance["model_parameters"])
     session.flush()
     if metrics:
         flag_non_determinism(session, submission_id, key, metrics)

@@ -52,23 +52,36 @@ class MetricResult(BaseModel):
 
 
 class LeaderboardRow(BaseModel):
-    rank: int | None  # None: stale (measured on an older spec, dataset or model revision)
-    model: str
-    model_source: str
+    """One row of a leaderboard: the JSON and CSV export contract (``evalboard leaderboard``)."""
+
+    rank: int | None  # None: stale (an older spec, dataset or model revision) or a baseline
+    model: str  # the Hub id or the folder's full path
+    display_name: str  # the Hub id, the folder's name, or "<base> fine-tuned (run N)"
     revision: str
-    value: float
+    source: str  # submitted | trained | baseline
+    value: float  # of the ranking metric
+    ci_low: float | None  # its 95% interval
+    ci_high: float | None
     metric: str
-    higher_is_better: bool
+    metrics: dict[str, float] = Field(default_factory=dict)  # every metric of the result
+    intervals: dict[str, list[float | None]] = Field(default_factory=dict)
     n_samples: int
     submission_id: int
+    model_source: str  # hub | local | trained
+    higher_is_better: bool
     dataset: str
     config: str
     split: str
     dataset_fingerprint: str
     spec_name: str
     spec_version: str
-    status: str = "ranked"  # ranked | stale
+    status: str = "ranked"  # ranked | stale | baseline
     stale_reasons: list[str] = Field(default_factory=list)
+    # Its 95% interval overlaps the ranked row above: not significantly different.
+    overlaps_previous: bool = False
+    architecture: str | None = None
+    parameter_count: int | None = None
+    submitter: str | None = None
     lineage_submission_id: int | None = None
     base_model: str | None = None  # for a trained model: what it was fine-tuned from
     training_parameters: dict[str, Any] | None = None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Literal
 
 from evalboard.errors import BadInputError
@@ -88,9 +87,6 @@ class Metric:
     uses_scores: bool = False  # needs per-class scores, not only the argmax
     min_classes: int = 1  # skipped when the dataset has fewer classes
     pass_labels: bool = False  # averaged metrics get the list of class ids
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kwargs", MappingProxyType(dict(self.kwargs)))
 
     @property
     def direction(self) -> str:

@@ -32,6 +32,7 @@ def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
         "leaderboard": boards.cmd_leaderboard,
         "history": boards.cmd_history,
         "reevaluate": boards.cmd_reevaluate,
+        "moderate": boards.cmd_moderate,
     }
 
 

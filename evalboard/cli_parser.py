@@ -178,5 +178,24 @@ def build_parser() -> argparse.ArgumentParser:
     reevaluate.add_argument("--json", action="store_true")
     reevaluate.add_argument("--admin-secret", default=None)
 
+    moderate = commands.add_parser(
+        "moderate", help="mark baselines, hide results (admin); list what is marked"
+    )
+    moderation = moderate.add_subparsers(dest="action", required=True, parser_class=Parser)
+    for action, text in (
+        ("baseline", "always shown on its leaderboard, never ranked"),
+        ("unbaseline", "ranked again like any result"),
+        ("hide", "kept and audited, but not shown publicly"),
+        ("unhide", "shown again"),
+    ):
+        sub = moderation.add_parser(action, help=text)
+        sub.add_argument("id", type=int, help="the submission (a succeeded evaluation)")
+        sub.add_argument("--reason", default=None, required=action == "hide")
+        sub.add_argument("--admin-secret", default=None)
+        sub.add_argument("--json", action="store_true")
+    listing = moderation.add_parser("list", help="every baseline and hidden result")
+    listing.add_argument("--admin-secret", default=None)
+    listing.add_argument("--json", action="store_true")
+
     commands.add_parser("migrate", help="apply database migrations")
     return parser

@@ -15,7 +15,13 @@ if TYPE_CHECKING:
     from db.leaderboard import BoardView
     from evalboard.reevaluation import DueEntry
 
-LEADERBOARD_COLUMNS = ("rank", "model", "revision", "value", "metric", "n_samples", "submission_id")
+LEADERBOARD_COLUMNS = (
+    "rank", "display_name", "value", "interval", "n_samples", "source", "revision",
+    "submission_id",
+)  # fmt: skip
+# Spreadsheets run a cell that starts with one of these as a formula.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
 
 
 def to_json(payload: Any) -> str:
@@ -23,7 +29,7 @@ def to_json(payload: Any) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain aligned text table."""
+    """A plain aligned text table; control characters in cells are shown escaped."""
     cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
@@ -34,41 +40,76 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
-    return "" if value is None else str(value)
+    return "" if value is None else str(value).translate(_CONTROL)
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell: nested values as JSON; text that a spreadsheet would run is neutralised."""
+    if isinstance(value, dict | list):
+        value = json.dumps(value, sort_keys=True)
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def leaderboard_records(rows: Sequence[LeaderboardRow]) -> list[dict[str, Any]]:
+    return [row.model_dump(mode="json") for row in rows]
+
+
+def leaderboard_csv(rows: Sequence[LeaderboardRow], metric_names: Sequence[str]) -> str:
+    """The rows as CSV: every field, ``metrics`` flattened to ``metric_<name>`` columns."""
+    fields = [name for name in LeaderboardRow.model_fields if name != "metrics"]
+    fields += [f"metric_{name}" for name in metric_names]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for record in leaderboard_records(rows):
+        metrics = record.pop("metrics")
+        record.update({f"metric_{name}": metrics.get(name) for name in metric_names})
+        writer.writerow({key: csv_cell(value) for key, value in record.items()})
+    return buffer.getvalue()
 
 
 def leaderboard_text(
     rows: Sequence[LeaderboardRow], fmt: str, *, view: BoardView | None = None
 ) -> str:
-    records = [row.model_dump(mode="json") for row in rows]
     if fmt == "json":
-        return to_json(records)
+        return to_json(leaderboard_records(rows))
     if fmt == "csv":
-        buffer = io.StringIO()
-        fields = list(LeaderboardRow.model_fields)
-        writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(
-            {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in r.items()}
-            for r in records
+        names = (
+            list(view.spec.metrics)
+            if view is not None
+            else sorted({name for row in rows for name in row.metrics})
         )
-        return buffer.getvalue().rstrip("\n")
+        return leaderboard_csv(rows, names).rstrip("\n")
     if not rows:
         return "no results yet for this dataset, split and metric"
     body = table(
-        (*LEADERBOARD_COLUMNS, "status"),
+        (*LEADERBOARD_COLUMNS, "note"),
         [
             [
-                *(getattr(row, c) if c != "revision" else row.revision[:12]
-                  for c in LEADERBOARD_COLUMNS),
-                "" if row.status == "ranked" else f"stale: {'; '.join(row.stale_reasons)}",
+                row.rank, row.display_name, row.value,
+                "" if row.ci_low is None else f"[{row.ci_low:.4f}, {row.ci_high:.4f}]",
+                row.n_samples, row.source, row.revision[:12], row.submission_id,
+                _note(row),
             ]
             for row in rows
         ],
     )  # fmt: skip
     direction = "higher is better" if rows[0].higher_is_better else "lower is better"
     spec = f", spec {view.spec.label}" if view is not None else ""
-    return f"{body}\n({rows[0].metric}: {direction}{spec})"
+    return (
+        f"{body}\n({rows[0].metric}: {direction}{spec}; ≈: its 95% interval overlaps the row "
+        "above, not significantly different)"
+    )
+
+
+def _note(row: LeaderboardRow) -> str:
+    if row.status == "stale":
+        return f"stale: {'; '.join(row.stale_reasons)}"
+    if row.status == "baseline":
+        return "baseline (not ranked)"
+    return "≈" if row.overlaps_previous else ""
 
 
 def print_report(report: SubmissionReport, *, as_json: bool) -> None:

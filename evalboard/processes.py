@@ -35,6 +35,9 @@ def dashboard_command(port: int, address: str) -> list[str]:
         sys.executable, "-m", "streamlit", "run", str(app_path),
         "--server.port", str(port), "--server.address", address,
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        # No "Deploy" button or developer menu, and no stack trace, for the people who read
+        # the leaderboard (errors are in the server's log).
+        "--client.toolbarMode", "minimal", "--client.showErrorDetails", "none",
     ]  # fmt: skip
 
 

@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import false, func, or_, select
 from sqlalchemy.orm import Session
 
-from db.models import DatasetRef, ModelRef, Result, Submission, utcnow
+from db.models import DatasetRef, ModelRef, Moderation, Result, Submission, utcnow
 from db.session import session_scope
 from evalboard import catalog
 from evalboard.errors import EvalboardError
@@ -72,7 +72,7 @@ class DueEntry:
 def tracked_results(
     session: Session, *, dataset: str | None = None, model: str | None = None
 ) -> list[Tracked]:
-    """The newest succeeded result set of each model on each dataset, config, split and spec."""
+    """The newest visible result set of each model on each dataset, config, split and spec."""
     newest = (
         select(
             Result.id.label("result_id"),
@@ -91,6 +91,8 @@ def tracked_results(
         )  # fmt: skip
         .join(ModelRef, Result.model_id == ModelRef.id)
         .join(DatasetRef, Result.dataset_id == DatasetRef.id)
+        .outerjoin(Moderation, Moderation.submission_id == Result.submission_id)
+        .where(or_(Moderation.hidden.is_(None), Moderation.hidden == false()))
     )
     if dataset is not None:
         newest = newest.where(DatasetRef.name == dataset)

@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # No network at test time; caches in a throwaway folder so runs never share leftovers.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -72,6 +73,17 @@ def tiny_models(data_root: Path) -> TinyModels:
     )
 
 
+@pytest.fixture(autouse=True)
+def catalog_unchanged() -> Iterator[None]:
+    """The tests' process must keep the built-in spec as the workers know it: a test that
+    registers a changed version here would make every later submission a mismatch."""
+    from evalboard import catalog
+
+    before = catalog.default_spec(catalog.IMAGE_CLASSIFICATION)
+    yield
+    assert catalog.default_spec(catalog.IMAGE_CLASSIFICATION) == before, "the catalog changed"
+
+
 @pytest.fixture()
 def fresh_streamlit_caches() -> Iterator[None]:
     """Dashboard tests: cached reads would otherwise leak rows from another test's database."""
@@ -80,6 +92,24 @@ def fresh_streamlit_caches() -> Iterator[None]:
     st.cache_data.clear()
     yield
     st.cache_data.clear()
+
+
+@pytest.fixture()
+def served_files(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The media file managers of the AppTest runs, to fetch what a download would serve."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+    from streamlit.runtime.media_file_storage import MediaFileStorage
+    from streamlit.testing.v1 import app_test as app_test_module
+
+    managers: list[MediaFileManager] = []
+
+    class RecordingMediaFileManager(MediaFileManager):
+        def __init__(self, storage: MediaFileStorage) -> None:
+            super().__init__(storage)
+            managers.append(self)
+
+    monkeypatch.setattr(app_test_module, "MediaFileManager", RecordingMediaFileManager)
+    return managers
 
 
 def _activate(

@@ -34,7 +34,7 @@ def local_model(data_root: Path) -> Path:
 
 
 def page(name: str) -> AppTest:
-    return AppTest.from_file(str(DASHBOARD / "pages" / name), default_timeout=TIMEOUT_S)
+    return AppTest.from_file(str(DASHBOARD / "views" / name), default_timeout=TIMEOUT_S)
 
 
 def new_submission(
@@ -185,64 +185,6 @@ def test_leaderboard_without_results_invites_a_submission(evalboard_home: Path) 
     assert not at.dataframe
 
 
-def test_leaderboard_ranks_models_by_value_and_ties_share_a_rank(evalboard_home: Path) -> None:
-    record_result("model-b", 0.80)
-    record_result("model-a", 0.90)
-    record_result("model-c", 0.90)
-    record_result("model-d", 0.70)
-
-    at = page("leaderboard.py").run()
-
-    assert not at.exception
-    table = at.dataframe[0].value
-    assert list(table["model"]) == ["model-a", "model-c", "model-b", "model-d"]
-    assert list(table["rank"]) == [1, 1, 3, 4]
-    assert list(table["value"]) == [0.90, 0.90, 0.80, 0.70]
-    assert "accuracy" in at.caption[0].value
-    assert "higher is better" in at.caption[0].value
-
-
-def test_leaderboard_lower_is_better_metric_ranks_smallest_first(evalboard_home: Path) -> None:
-    from tests.catalog_plugins import LOWER_IS_BETTER
-
-    for model, value in (("model-a", 0.30), ("model-b", 0.10)):
-        record_result(
-            model, value, metric="mean_error", higher_is_better=False, spec=LOWER_IS_BETTER
-        )
-
-    at = page("leaderboard.py").run()
-
-    assert list(at.dataframe[0].value["model"]) == ["model-b", "model-a"]
-    assert "lower is better" in at.caption[0].value
-
-
-def test_leaderboard_view_comes_from_and_goes_to_the_query_params(evalboard_home: Path) -> None:
-    record_result("digits-model", 0.9, dataset="digits")
-    record_result("fashion-model", 0.6, dataset="fashion", split="validation")
-    record_result("fashion-model", 0.4, dataset="fashion", split="validation", metric="f1_macro")
-
-    at = page("leaderboard.py")
-    at.query_params["dataset"] = "fashion"
-    at.run()
-
-    assert not at.exception
-    assert at.selectbox(key="leaderboard_dataset").value == "fashion"
-    assert at.selectbox(key="leaderboard_split").options == ["validation"]
-    assert list(at.dataframe[0].value["model"]) == ["fashion-model"]
-    assert at.query_params == {
-        "spec": factories.SPEC.name,
-        "dataset": "fashion",
-        "config": "default",
-        "split": "validation",
-        "metric": "accuracy",
-    }
-
-    at.selectbox(key="leaderboard_metric").select("f1_macro").run()
-
-    assert list(at.dataframe[0].value["value"]) == [0.4]
-    assert at.query_params["metric"] == "f1_macro"
-
-
 # --- Submissions ----------------------------------------------------------------------------
 
 
@@ -255,7 +197,7 @@ def test_submissions_page_shows_a_script_model_name_as_plain_text(evalboard_home
     table = at.dataframe[0].value
     assert list(table["model"]) == [SCRIPT_TAG]
     assert list(table["state"]) == ["queued"]
-    assert list(table["queue_position"]) == [1]
+    assert list(table["queue_position"]) == ["1"]
     assert not at.get("html")
     markdown = [*at.markdown, *at.caption, *at.info, *at.success, *at.warning, *at.error]
     assert all("<script" not in element.value for element in markdown)
@@ -273,9 +215,10 @@ def test_submissions_page_shows_progress_and_queue_positions(evalboard_home: Pat
     at = page("submissions.py").run()
 
     table = at.dataframe[0].value.set_index("id")
-    assert table.loc[first, "queue_position"] == 1
-    assert table.loc[second, "queue_position"] == 2
+    assert table.loc[first, "queue_position"] == "1"
+    assert table.loc[second, "queue_position"] == "2"
     assert table.loc[running, "state"] == "running"
+    assert table.loc[running, "queue_position"] == ""  # an empty cell, never "None"
     progress_bars = at.get("progress")
     assert len(progress_bars) == 1
     assert progress_bars[0].proto.value == 40
@@ -321,12 +264,16 @@ def test_app_opens_on_the_leaderboard_and_reaches_every_page(evalboard_home: Pat
     assert at.title[0].value == "Leaderboard"
     assert list(at.dataframe[0].value["model"]) == ["model-a"]
     for path, title in [
-        ("pages/submit.py", "Submit an evaluation"),
-        ("pages/submissions.py", "Submissions"),
+        ("views/submit.py", "Submit an evaluation"),
+        ("views/submissions.py", "Submissions"),
+        ("views/model.py", "Models"),
+        ("views/train.py", "Fine-tune a model"),
+        ("views/admin.py", "Admin"),
     ]:
         at.switch_page(path).run()
         assert not at.exception
         assert at.title[0].value == title
+        assert at.sidebar.text_input  # the router drew the sidebar on every page
 
 
 def test_dashboard_never_imports_model_or_dataset_libraries(
@@ -339,13 +286,13 @@ def test_dashboard_never_imports_model_or_dataset_libraries(
         from streamlit.testing.v1 import AppTest
 
         at = AppTest.from_file({str(DASHBOARD / "app.py")!r}, default_timeout=60).run()
-        at.switch_page("pages/submit.py").run()
+        at.switch_page("views/submit.py").run()
         at.text_input(key="submit_model").input({str(local_model)!r})
         at.text_input(key="submit_dataset").input({str(digits.parquet)!r})
         at.form_submit_button[0].click().run()
         success = [s.value for s in at.success]
         errors = [e.value for e in at.error]
-        at.switch_page("pages/submissions.py").run()
+        at.switch_page("views/submissions.py").run()
         submissions = at.dataframe[0].value.to_dict("records")
         heavy = ("torch", "transformers", "datasets", "worker.evaluation", "worker.jobs")
         print(json.dumps({{

@@ -108,7 +108,7 @@ def sidebar_of(*, token: str | None = None, secret: str | None = None) -> AppTes
 
 
 def submit_form(at: AppTest, *, model: Path, dataset: Path, submitter: str) -> AppTest:
-    at.switch_page("pages/submit.py").run()
+    at.switch_page("views/submit.py").run()
     at.text_input(key="submit_model").input(str(model))
     at.text_input(key="submit_dataset").input(str(dataset))
     at.text_input(key="submit_split").input("test")
@@ -119,7 +119,7 @@ def submit_form(at: AppTest, *, model: Path, dataset: Path, submitter: str) -> A
 
 
 def submissions_page(at: AppTest) -> AppTest:
-    at.switch_page("pages/submissions.py").run()
+    at.switch_page("views/submissions.py").run()
     assert not at.exception
     return at
 
@@ -147,10 +147,10 @@ def test_production_submit_without_a_token_is_refused_and_queues_nothing(
 ) -> None:
     at = submit_form(open_app(), model=local_model, dataset=digits.parquet, submitter="alice")
 
-    assert not at.success
-    assert len(at.error) == 1
-    assert at.error[0].value.startswith("**refused**")
-    assert "submitter token" in at.error[0].value.replace("\\", "")
+    assert not at.main.success
+    assert len(at.main.error) == 1
+    assert at.main.error[0].value.startswith("**refused**")
+    assert "submitter token" in at.main.error[0].value.replace("\\", "")
     assert all_submissions() == []
 
 
@@ -164,12 +164,12 @@ def test_production_submit_with_a_token_records_the_tokens_submitter(
         open_app(token=token), model=local_model, dataset=digits.parquet, submitter="mallory"
     )
 
-    assert [error.value for error in at.error] == []
+    assert [error.value for error in at.main.error] == []
     [submission] = all_submissions()
     assert submission.state == "queued"
     assert submission.submitter == "alice"
     assert submission.celery_task_id
-    assert [message.value for message in at.success] == [
+    assert [message.value for message in at.main.success] == [
         f"Queued submission {submission.id}. Follow it on the Submissions page."
     ]
 
@@ -185,8 +185,8 @@ def test_production_submit_with_a_revoked_token_is_refused(
         open_app(token=token), model=local_model, dataset=digits.parquet, submitter="alice"
     )
 
-    assert not at.success
-    assert at.error[0].value.startswith("**refused**")
+    assert not at.main.success
+    assert at.main.error[0].value.startswith("**refused**")
     assert all_submissions() == []
 
 
@@ -194,14 +194,14 @@ def test_production_train_without_a_token_is_refused(
     admin_secret: str, digits, local_model: Path
 ) -> None:
     at = open_app()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("views/train.py").run()
     at.text_input(key="train_model").input(str(local_model))
     at.text_input(key="train_dataset").input(str(digits.parquet))
     at.form_submit_button[0].click().run()
 
     assert not at.exception
-    assert not at.success
-    assert at.error[0].value.startswith("**refused**")
+    assert not at.main.success
+    assert at.main.error[0].value.startswith("**refused**")
     assert all_submissions() == []
 
 
@@ -226,7 +226,7 @@ def test_production_submissions_are_hidden_without_a_token(admin_secret: str) ->
     at = submissions_page(open_app())
 
     assert not at.dataframe
-    assert "submitter token" in at.info[0].value
+    assert "submitter token" in at.main.info[0].value
 
 
 def test_production_wrong_admin_secret_sees_nothing_and_is_told(admin_secret: str) -> None:
@@ -249,13 +249,13 @@ def test_production_submitter_cannot_cancel_someone_elses_submission(
     cancel(at, bobs)
 
     assert states() == {alices: "queued", bobs: "queued"}
-    assert not at.success
-    assert at.error[0].value.startswith("**refused**")
+    assert not at.main.success
+    assert at.main.error[0].value.startswith("**refused**")
 
     cancel(at, alices)
 
     assert states() == {alices: "cancelled", bobs: "queued"}
-    assert [message.value for message in at.success] == [f"Cancelled submission {alices}."]
+    assert [message.value for message in at.main.success] == [f"Cancelled submission {alices}."]
 
 
 def test_production_admin_can_cancel_any_submission(admin_secret: str) -> None:
@@ -286,7 +286,7 @@ def test_production_leaderboard_needs_no_token(admin_secret: str) -> None:
 
     assert at.title[0].value == "Leaderboard"
     assert list(at.dataframe[0].value["model"]) == ["public-model"]
-    assert not at.error
+    assert not at.main.error
     assert not at.sidebar.error
 
 
@@ -310,9 +310,9 @@ def test_development_same_form_twice_reports_the_identical_submission(
     at.form_submit_button[0].click().run()
 
     assert not at.exception
-    assert [error.value for error in at.error] == []
-    assert not at.success
-    assert [message.value for message in at.info] == [
+    assert [error.value for error in at.main.error] == []
+    assert not at.main.success
+    assert [message.value for message in at.main.info] == [
         f"This is identical to submission {submission.id}; nothing new was queued. "
         "Follow it on the Submissions page."
     ]

@@ -20,7 +20,7 @@ from tests import factories
 
 pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
 
-ADMIN_PAGE = Path(__file__).resolve().parent.parent / "dashboard" / "pages" / "admin.py"
+ADMIN_PAGE = Path(__file__).resolve().parent.parent / "dashboard" / "views" / "admin.py"
 
 
 @pytest.fixture()

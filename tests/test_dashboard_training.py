@@ -18,9 +18,7 @@ import pytest
 from sqlalchemy import select
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.runtime.media_file_manager import MediaFileManager
-from streamlit.runtime.media_file_storage import MediaFileStorage
 from streamlit.testing.v1 import AppTest
-from streamlit.testing.v1 import app_test as app_test_module
 
 from db import training as training_queries
 from db.models import Submission
@@ -63,22 +61,8 @@ def base_model(data_root: Path) -> Path:
     return factories.make_resnet(data_root / "dashboard-training-resnet")
 
 
-@pytest.fixture()
-def served_files(monkeypatch: pytest.MonkeyPatch) -> list[MediaFileManager]:
-    """The media file managers of the AppTest runs, to fetch what a download would serve."""
-    managers: list[MediaFileManager] = []
-
-    class RecordingMediaFileManager(MediaFileManager):
-        def __init__(self, storage: MediaFileStorage) -> None:
-            super().__init__(storage)
-            managers.append(self)
-
-    monkeypatch.setattr(app_test_module, "MediaFileManager", RecordingMediaFileManager)
-    return managers
-
-
 def page(name: str) -> AppTest:
-    return AppTest.from_file(str(DASHBOARD / "pages" / name), default_timeout=TIMEOUT_S)
+    return AppTest.from_file(str(DASHBOARD / "views" / name), default_timeout=TIMEOUT_S)
 
 
 def all_submissions() -> list[Submission]:
@@ -181,16 +165,20 @@ def record_result(model: str, value: float) -> int:
 
 
 def chart_series(at: AppTest) -> dict[str, dict[int, float]]:
-    """Every line of every chart on the page: series name → {step: value}, gaps left out."""
+    """Every line of every chart on the page: series name → {step: value}.
+
+    Each chart must draw lines with a marker on every point, from data without gaps: a series
+    logged once per epoch is then drawn, not left out between the other series' steps.
+    """
     series: dict[str, dict[int, float]] = {}
     for chart in at.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        assert spec["mark"] == {"type": "line", "point": True}
         for dataset in chart.proto.datasets:
-            points = convert_arrow_bytes_to_pandas_df(dataset.data.data).dropna()
+            points = convert_arrow_bytes_to_pandas_df(dataset.data.data)
+            assert not points[["series", "step", "value"]].isna().any().any()
             for _, point in points.iterrows():
-                name = point["color -- streamlit-generated"]
-                series.setdefault(name, {})[int(point["step"])] = point[
-                    "value -- streamlit-generated"
-                ]
+                series.setdefault(point["series"], {})[int(point["step"])] = point["value"]
     return series
 
 
@@ -442,30 +430,35 @@ def test_leaderboard_shows_what_a_fine_tuned_model_was_trained_from(
 
     assert not at.exception
     table = at.dataframe[0].value.set_index("model")
-    assert list(table.index) == [str(model_dir), "plain-model"]
-    assert table.loc[str(model_dir), "model_source"] == "trained"
-    assert table.loc[str(model_dir), "base_model"] == "google/vit-base"
-    assert table.loc[str(model_dir), "lineage_submission_id"] == training_id
-    assert table["base_model"].isna()["plain-model"]
-    assert at.selectbox(key="leaderboard_fine_tuned").options == [str(model_dir)]
+    fine_tuned = f"google/vit-base fine-tuned (run {training_id})"
+    assert list(table.index) == [fine_tuned, "plain-model"]
+    assert list(table["source"]) == ["trained", "submitted"]
+    # Its page tells the lineage and the hyperparameters.
+    model = page("model.py")
+    model.query_params["model"] = str(model_dir)
+    model.run()
+    assert not model.exception
     assert any(
-        f"google/vit\\-base by training submission {training_id}" in caption.value
-        for caption in at.caption
+        "Fine\\-tuned from google/vit\\-base" in info.value
+        and f"training submission {training_id}" in info.value
+        for info in model.info
     )
-    shown = hyperparameters_shown(at)
+    shown = hyperparameters_shown(model)
     assert shown["epochs"] == "4.0"
     assert shown["batch size"] == "16"
     assert shown["learning rate"] == str(DEFAULTS.learning_rate)
 
 
-def test_leaderboard_without_fine_tuned_models_has_no_lineage_view(evalboard_home: Path) -> None:
+def test_a_model_that_was_not_fine_tuned_shows_no_lineage(evalboard_home: Path) -> None:
     record_result("plain-model", 0.5)
 
-    at = page("leaderboard.py").run()
+    at = page("model.py")
+    at.query_params["model"] = "plain-model"
+    at.run()
 
     assert not at.exception
+    assert not any("Fine" in info.value for info in at.info)
     assert not at.expander
-    assert len(at.dataframe) == 1
 
 
 # --- The app as a whole ---------------------------------------------------------------------
@@ -473,7 +466,7 @@ def test_leaderboard_without_fine_tuned_models_has_no_lineage_view(evalboard_hom
 
 def test_app_reaches_the_train_page(evalboard_home: Path) -> None:
     at = AppTest.from_file(str(DASHBOARD / "app.py"), default_timeout=TIMEOUT_S).run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("views/train.py").run()
 
     assert not at.exception
     assert at.title[0].value == "Fine-tune a model"
@@ -491,12 +484,12 @@ def test_training_views_never_import_model_or_dataset_libraries(
         from streamlit.testing.v1 import AppTest
 
         at = AppTest.from_file({str(DASHBOARD / "app.py")!r}, default_timeout=60).run()
-        at.switch_page("pages/train.py").run()
+        at.switch_page("views/train.py").run()
         at.text_input(key="train_model").input({str(base_model)!r})
         at.text_input(key="train_dataset").input({str(digits.parquet)!r})
         at.form_submit_button[0].click().run()
         problems = [e.value for e in at.exception] + [e.value for e in at.error]
-        at.switch_page("pages/submissions.py").run()
+        at.switch_page("views/submissions.py").run()
         at.selectbox(key="training_id").set_value({training_id}).run()
         problems += [e.value for e in at.exception]
         heavy = ("torch", "transformers", "datasets")

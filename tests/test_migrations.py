@@ -26,6 +26,8 @@ TABLES = {
     "submitter_tokens",
     "result_flags",
     "predictions",
+    "moderation",
+    "moderation_events",
 }
 
 

@@ -14,10 +14,14 @@ from sqlalchemy import select
 from db.models import Submission
 from db.session import session_scope
 from tests import factories
-from tests.catalog_spec_bump import BUMPED, CURRENT
 from tests.conftest import DigitsData
 from tests.servers import wait_for
 from tests.test_end_to_end import ROOT, evalboard, run_json
+
+# What tests.catalog_spec_bump registers, in the processes that load it. Never imported here:
+# a registration would change the spec for every other test in this process.
+CURRENT = factories.SPEC
+BUMPED_VERSION = f"{CURRENT.version}.1"
 
 
 def reevaluate(*args: str, plugins: str | None = None) -> dict[str, Any]:
@@ -68,7 +72,7 @@ def test_a_changed_model_is_reevaluated_exactly_once_and_keeps_its_history(
     assert {entry["model"] for entry in bumped["due"]} == {str(changed), str(steady)}
     for entry in bumped["due"]:
         assert entry["reasons"] == [
-            f"spec {CURRENT.name} version {CURRENT.version} → {BUMPED.version}"
+            f"spec {CURRENT.name} version {CURRENT.version} → {BUMPED_VERSION}"
         ]
         assert entry["submission_id"] is None
     assert len(submissions_of(changed)) == len(submissions_of(steady)) == 1

@@ -77,3 +77,38 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
     else:
         print(reevaluation_text(entries, dry_run=args.dry_run))
     return 0
+
+
+def cmd_moderate(args: argparse.Namespace) -> int:
+    from db.moderation import moderated
+    from db.session import session_scope
+    from evalboard.access import require_admin
+    from evalboard.moderation import moderate
+    from evalboard.output import table
+
+    secret = secret_of(args)
+    if args.action != "list":
+        moderate(args.id, args.action, secret=secret, reason=args.reason)
+        done = {"baseline": "is a baseline now", "unbaseline": "is no longer a baseline",
+                "hide": "is hidden now", "unhide": "is shown again"}[args.action]  # fmt: skip
+        if args.json:
+            print(to_json({"submission_id": args.id, "action": args.action,
+                           "reason": args.reason}))  # fmt: skip
+        else:
+            print(f"submission {args.id} {done}")
+        return 0
+    require_admin(secret, get_settings())
+    with session_scope() as session:
+        marks = [
+            {"submission_id": m.submission_id, "model": s.model.name, "dataset": s.dataset.name,
+             "baseline": m.baseline, "hidden": m.hidden, "reason": m.reason,
+             "updated_at": m.updated_at.isoformat()}
+            for m, s in moderated(session)
+        ]  # fmt: skip
+    if args.json:
+        print(to_json(marks))
+    elif not marks:
+        print("no baseline and no hidden result")
+    else:
+        print(table(list(marks[0]), [list(m.values()) for m in marks]))
+    return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
+from evalboard.model_index import IndexedResult, front_matter
 
 
 def write_model_card(
@@ -21,36 +21,18 @@ def write_model_card(
     epochs: list[dict[str, Any]],
 ) -> Path:
     """Write ``README.md`` for the trained model, with its test results in ``model-index``."""
-    front_matter = {
-        "library_name": "transformers",
-        "pipeline_tag": "image-classification",
-        "base_model": base_model,
-        "tags": ["image-classification", "evalboard"],
-        "metrics": sorted(metrics),
-        "model-index": [
-            {
-                "name": run_name,
-                "results": [
-                    {
-                        "task": {"type": "image-classification", "name": "Image Classification"},
-                        "dataset": {
-                            "name": dataset,
-                            "type": dataset,
-                            "config": dataset_config,
-                            "split": split,
-                        },
-                        "metrics": [
-                            {"type": name, "value": float(value), "name": name}
-                            for name, value in sorted(metrics.items())
-                        ],
-                    }
-                ],
-            }
-        ],
-    }
+    header = front_matter(
+        run_name,
+        [IndexedResult("image-classification", dataset, dataset_config, split, metrics)],
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        base_model=base_model,
+        tags=["image-classification", "evalboard"],
+        metrics=sorted(metrics),
+    )
     lines = [
         "---",
-        yaml.safe_dump(front_matter, sort_keys=False).rstrip(),
+        header,
         "---",
         "",
         f"# {run_name}",

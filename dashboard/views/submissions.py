@@ -21,7 +21,7 @@ COLUMNS: dict[str, Any] = {
     "progress": st.column_config.ProgressColumn(
         "progress", min_value=0.0, max_value=1.0, format="percent"
     ),
-    "queue_position": st.column_config.NumberColumn("queue position", format="%d"),
+    "queue_position": st.column_config.TextColumn("queue position"),
     "model": "model",
     "dataset": "dataset",
     "split": "split",
@@ -67,8 +67,15 @@ def submissions_table(submitter: str | None) -> None:
         if row["state"] == "running":
             st.progress(row["progress"], text=f"Submission {row['id']}: {row['progress']:.0%}")
     # Names and messages are data: the grid shows them as plain text, never as HTML.
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    # Streamlit shows a missing value as "None": an empty cell says it better.
+    table["queue_position"] = [
+        "" if pd.isna(position) else str(int(position)) for position in table["queue_position"]
+    ]
+    for column in ("split", "failure_category", "failure_message"):
+        table[column] = table[column].fillna("")
     st.dataframe(
-        pd.DataFrame(rows, columns=list(COLUMNS)),
+        table,
         column_config=COLUMNS,
         hide_index=True,
         width="stretch",

@@ -51,3 +51,26 @@ if run_column.button("Re-evaluate what is due", key="reevaluate_run", type="prim
             "queued once, as the system submitter. Follow them on the Submissions page."
         )
     )
+
+st.subheader("Moderation")
+st.caption(
+    "A baseline is always shown on its leaderboard and never ranked. A hidden result is kept, "
+    "with its reason and an audit trail, but not shown publicly."
+)
+with st.form("moderate"):
+    columns = st.columns([1, 1, 3])
+    submission_id = columns[0].number_input(
+        "Submission", min_value=1, step=1, value=None, key="moderate_id"
+    )
+    action = columns[1].selectbox(
+        "Action", ["baseline", "unbaseline", "hide", "unhide"], key="moderate_action"
+    )
+    reason = columns[2].text_input("Reason (needed to hide)", key="moderate_reason")
+    if st.form_submit_button("Apply", type="primary"):
+        outcome = actions.moderate(submission_id, action, reason, secret=viewer.secret)
+        (st.success if outcome.startswith("submission") else st.error)(escape_markdown(outcome))
+marked = actions.moderated()
+if marked:
+    st.dataframe(pd.DataFrame(marked), hide_index=True, width="stretch")
+else:
+    st.caption("No baseline and no hidden result yet.")
