@@ -27,9 +27,10 @@ class Settings(BaseSettings):
     # Given as a comma- or os.pathsep-separated list of folders.
     allowed_paths: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     admin_secret: str = ""
-    # Evaluation knobs: None means "choose for the device".
-    eval_batch_size: int | None = None
-    eval_num_workers: int | None = None
+    # Evaluation knobs: None means "choose for the device" (the batch size by a timed probe;
+    # the threads that decode and resize images by the CPU count).
+    eval_batch_size: int | None = Field(default=None, ge=1, le=4096)
+    eval_num_workers: int | None = Field(default=None, ge=0, le=64)
     device: str | None = None
     heartbeat_seconds: float = 10.0
     dashboard_port: int = 8501
@@ -41,6 +42,8 @@ class Settings(BaseSettings):
     # Security: pickle checkpoints are refused unless allowed (then loaded weights_only).
     allow_pickle_weights: bool = False
     max_image_pixels: int = 89_478_485  # PIL's own default decompression-bomb limit
+    # The preprocessed-tensor cache under HOME/cache/tensors (0 turns it off); LRU-evicted.
+    cache_max_gb: float = Field(default=20.0, ge=0)
     # Who may submit: anonymous local use is allowed by default in development only.
     allow_anonymous: bool | None = None
     # Per-submitter quotas; None means unlimited.
@@ -56,6 +59,13 @@ class Settings(BaseSettings):
     # in development only, where the service itself runs on loopback).
     webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
     webhook_allow_private: bool | None = None
+    # Bounds on what a submitted model or dataset declares, checked before anything allocates:
+    # a processor's image sizes (pixels per side), a model's or dataset's number of labels, the
+    # bytes of weights a model declares (or its config describes), and the bytes hashed.
+    max_image_side: int = Field(default=4096, gt=0)
+    max_labels: int = Field(default=100_000, gt=0)
+    max_weight_bytes: int = Field(default=8 * 2**30, gt=0)
+    max_hash_bytes: int = Field(default=10 * 2**30, gt=0)
 
     @field_validator("allowed_paths", mode="before")
     @classmethod

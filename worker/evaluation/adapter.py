@@ -33,6 +33,7 @@ class ImageClassifier:
         self.labels: list[str] = [str(config.id2label[i]) for i in range(config.num_labels)]
         self.architecture = type(model).__name__
         self.num_parameters = int(sum(p.numel() for p in model.parameters()))
+        self.channels_last = True
 
     @classmethod
     def load(
@@ -69,27 +70,34 @@ class ImageClassifier:
                 f"without custom code: {error}"
             ) from error
         model.eval().to(device)
-        if device.type == "cpu" or device.type == "cuda":
-            # channels_last speeds up convolutions (measured: ResNet-50, 2 CPU cores).
-            model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # the probe may switch it back
         if device.type == "cuda" and precision == "fp32":
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
         return cls(model, processor, device, precision)
 
     def preprocess(self, images: Sequence[Any]) -> torch.Tensor:
-        """The model's own processor on RGB images (evaluation cannot drift from training)."""
+        """The model's own processor on RGB images (the reference the tensor path is held to)."""
         return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
 
+    def set_channels_last(self, channels_last: bool) -> None:
+        """Switch the model's memory format (channels-last speeds up most convolutions)."""
+        if channels_last != self.channels_last:
+            memory_format = torch.channels_last if channels_last else torch.contiguous_format
+            self.model.to(memory_format=memory_format)
+            self.channels_last = channels_last
+
     @torch.inference_mode()
-    def predict(self, pixel_values: torch.Tensor) -> np.ndarray:
-        """Logits for one batch, as float32 on the CPU."""
-        pixel_values = pixel_values.to(
-            self.device, non_blocking=True, memory_format=torch.channels_last
-        )
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Logits of a float32 batch already on the device, at the spec's precision."""
+        if self.channels_last:
+            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         if self.device.type == "cuda" and self.precision == "bf16":
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                logits = self.model(pixel_values=pixel_values).logits
-        else:
-            logits = self.model(pixel_values=pixel_values).logits
+                return self.model(pixel_values=pixel_values).logits
+        return self.model(pixel_values=pixel_values).logits
+
+    def predict(self, pixel_values: torch.Tensor) -> np.ndarray:
+        """Logits for one batch (moved to the device), as float32 numpy on the CPU."""
+        logits = self.forward(pixel_values.to(self.device, non_blocking=True))
         return logits.float().cpu().numpy()

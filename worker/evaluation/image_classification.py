@@ -6,9 +6,9 @@ and computes the metrics from the scores it returns.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,41 +24,34 @@ from worker.evaluation.engine import (
     quiet_libraries,
 )
 from worker.evaluation.labels import align_labels
-from worker.evaluation.sources import ROW_ID, BadImage, LoadedSplit, decode_image, load_split
+from worker.evaluation.pipeline import Batch, cpu_geometry, decode_jpegs_on_gpu, decoded_batches
+from worker.evaluation.preprocess import (
+    PREPROCESSING,
+    Plan,
+    ProcessorGeometry,
+    plan_of,
+    values,
+)
+from worker.evaluation.probe import choose
+from worker.evaluation.sources import BadImage, LoadedSplit, decode_image, load_split
+from worker.evaluation.tensor_cache import Entry, cache_key, default_cache
 
 
-class _RGBImages:
-    """Map-style dataset of (RGB image or None, label, row id, reason it was unusable)."""
-
-    def __init__(self, loaded: LoadedSplit, max_pixels: int) -> None:
-        self.rows = loaded.dataset
-        self.image_column = loaded.image_column
-        self.label_column = loaded.label_column
-        self.max_pixels = max_pixels
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int) -> tuple[Any, int, int, str | None]:
-        row = self.rows[int(index)]
-        label, row_id = int(row[self.label_column]), int(row[ROW_ID])
-        try:
-            return decode_image(row[self.image_column], self.max_pixels), label, row_id, None
-        except BadImage as error:
-            return None, label, row_id, str(error)
+def default_threads() -> int:
+    """Decoding threads (EVALBOARD_EVAL_NUM_WORKERS unset): every core but one for the model,
+    at least one, at most 16."""
+    return max(1, min(16, (os.cpu_count() or 2) - 1))
 
 
-def default_batch_size(device: str) -> int:
-    # On 2 CPU cores small batches win (cache-resident activations); GPUs want big ones.
-    return 64 if device.startswith("cuda") else 16
-
-
-def default_num_workers(device: str) -> int:
-    # Celery's prefork children are daemonic and may not fork DataLoader workers.
-    if multiprocessing.current_process().daemon:
-        return 0
-    cpus = os.cpu_count() or 1
-    return min(4, cpus // 2) if device.startswith("cuda") else 0
+def _gpu_jpegs(device: Any, plan: Plan) -> bool:
+    """nvjpeg decoding: on CUDA, where torchvision is installed, for the torch plan."""
+    if device.type != "cuda" or plan.geometry != "torch":
+        return False
+    try:
+        import torchvision.io  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def run_image_classification(
@@ -66,11 +59,11 @@ def run_image_classification(
 ) -> Predictions:
     """Scores over the dataset's classes for every readable image of the split."""
     import torch
-    from torch.utils.data import DataLoader
 
     from worker.evaluation.adapter import ImageClassifier
 
     quiet_libraries()
+    settings = get_settings()
     loaded = load_split(
         request.dataset,
         split=request.split,
@@ -89,38 +82,73 @@ def run_image_classification(
         precision=precision,
     )
     columns = align_labels(classifier.labels, loaded.class_names)
+    plan = plan_of(classifier.processor)
+    processor_geometry = (
+        ProcessorGeometry(classifier.processor) if plan.geometry != "torch" else None
+    )
+    stage1 = cpu_geometry(plan, processor_geometry)
+    shape = _input_shape(plan, loaded, stage1, settings.max_image_pixels)
+    choice = choose(
+        classifier, shape, revision=request.model.resolved_revision,
+        requested_batch=request.batch_size, cache_file=settings.home / "cache" / "probes.json",
+    )  # fmt: skip
 
-    batch_size = request.batch_size or default_batch_size(device_name)
-    num_workers = (
-        request.num_workers if request.num_workers is not None else default_num_workers(device_name)
-    )
-    images = _RGBImages(loaded, get_settings().max_image_pixels)
-    loader: DataLoader[Any] = DataLoader(
-        images,  # type: ignore[arg-type]
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-        pin_memory=device.type == "cuda",
-        collate_fn=lambda batch: _collate(classifier, batch),
-    )
-    total = len(images)
+    cache = default_cache()
+    key = cache_key(
+        dataset=request.dataset.fingerprint, config=request.dataset.config, split=loaded.split,
+        image=loaded.image_column, label=loaded.label_column, classes=loaded.class_names,
+        rows=len(loaded.dataset), plan=plan.key(), spec=[spec.name, spec.version],
+    )  # fmt: skip
+    fixed = plan.fixed_shape if plan.geometry == "torch" else (shape[1:] if shape else None)
+    entry = cache.open(key) if fixed else None
+    writer = None
+    if entry is not None:
+        batches: Iterator[Batch] = _cached(entry, choice.batch_size)
+    else:
+        writer = cache.writer(key, len(loaded.dataset), (3, *fixed)) if fixed else None
+        batches = decoded_batches(
+            loaded, stage1, batch_size=choice.batch_size,
+            threads=max(1, request.num_workers) if request.num_workers is not None
+            else default_threads(), max_pixels=settings.max_image_pixels,
+            pin=device.type == "cuda", gpu_jpegs=_gpu_jpegs(device, plan),
+        )  # fmt: skip
+
+    total = len(loaded.dataset)
     scores = np.empty((total, len(columns)), dtype=np.float32)
     references = np.empty(total, dtype=np.int64)
-    bad_images: list[dict[str, Any]] = []
-    done = kept = 0
-    started = time.perf_counter()
-    for pixel_values, labels, bad in loader:
-        bad_images.extend(bad)
-        if pixel_values is not None:
-            logits = _predict_halving_on_oom(classifier, pixel_values)
-            scores[kept : kept + len(labels)] = logits[:, columns]
-            references[kept : kept + len(labels)] = labels
-            kept += len(labels)
-        done += len(labels) + len(bad)
-        if progress is not None:
-            progress(done, total)
-    inference_seconds = time.perf_counter() - started
+    bad_images: list[dict[str, Any]] = list(entry.meta["bad_images"]) if entry else []
+    done = len(bad_images)
+    kept = 0
+    timed_images, timed_seconds = 0, 0.0
+    try:
+        clock = time.perf_counter()
+        for number, batch in enumerate(batches):
+            if batch.jpegs:
+                decode_jpegs_on_gpu(batch, plan, device)
+            for positions, stack in batch.stacked or []:
+                if writer is not None:
+                    writer.add(stack.cpu().numpy(), batch.labels[positions])
+                pixels = values(plan, stack.to(device, non_blocking=True))
+                logits = _predict_halving_on_oom(classifier, pixels)
+                count = len(positions)
+                scores[kept : kept + count] = logits[:, columns]
+                references[kept : kept + count] = batch.labels[positions]
+                kept += count
+            bad_images.extend(batch.bad)
+            done += batch.size
+            now = time.perf_counter()
+            if number > 0:  # the first batch warms up: kernels, caches, threads
+                timed_images += len(batch.labels)
+                timed_seconds += now - clock
+            clock = now
+            if progress is not None:
+                progress(done, total)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        writer.finish({"bad_images": bad_images, "class_names": loaded.class_names})
     _check_bad_images(bad_images, kept, spec.on_bad_image)
     return Predictions(
         split=loaded.split,
@@ -136,20 +164,44 @@ def run_image_classification(
             "excluded_unlabelled": loaded.excluded_unlabelled,
             "device": device_name,
             "precision": precision,
-            "batch_size": batch_size,
-            "duration_s": round(inference_seconds, 4),
-            "images_per_s": round(kept / inference_seconds, 2) if inference_seconds > 0 else None,
+            "preprocessing": plan.geometry if plan.geometry != "torch" else PREPROCESSING,
+            "batch_size": choice.batch_size,
+            "channels_last": choice.channels_last,
+            "batch_probed": choice.probed,
+            "tensor_cache": "hit" if entry is not None else ("written" if writer else "off"),
+            "images_per_s": round(timed_images / timed_seconds, 2) if timed_seconds else None,
+            "duration_s": round(timed_seconds, 4),
             "bad_images": {"count": len(bad_images), "rows": bad_images[:100]},
         },
     )
 
 
-def _collate(classifier: Any, batch: list[tuple[Any, int, int, str | None]]) -> tuple[Any, ...]:
-    """Preprocess the readable images; set the unreadable ones aside with their row ids."""
-    good = [(image, label) for image, label, _, reason in batch if reason is None]
-    bad = [{"row": row_id, "reason": reason} for _, _, row_id, reason in batch if reason]
-    pixel_values = classifier.preprocess([image for image, _ in good]) if good else None
-    return pixel_values, np.asarray([label for _, label in good], dtype=np.int64), bad
+def _input_shape(
+    plan: Plan, loaded: LoadedSplit, stage1: Any, max_pixels: int
+) -> tuple[int, int, int]:
+    """The model's input shape, (3, H, W): the plan's fixed size, else the first image's."""
+    if plan.geometry == "torch" and plan.fixed_shape:
+        return (3, *plan.fixed_shape)
+    for row in loaded.dataset.select(range(min(16, len(loaded.dataset)))):
+        try:
+            image = stage1(decode_image(row[loaded.image_column], max_pixels))
+        except BadImage:
+            continue
+        return (3, int(image.shape[1]), int(image.shape[2]))
+    return (3, 224, 224)
+
+
+def _cached(entry: Entry, batch_size: int) -> Iterator[Batch]:
+    """The cache entry's images in batches (read from the memory map as they are needed)."""
+    import torch
+
+    count = len(entry.labels)
+    for start in range(0, count, batch_size):
+        stack = torch.from_numpy(np.ascontiguousarray(entry.images[start : start + batch_size]))
+        labels = entry.labels[start : start + batch_size]
+        batch = Batch([], labels)
+        batch.stacked = [(list(range(len(labels))), stack)]
+        yield batch
 
 
 def _check_bad_images(bad_images: list[dict[str, Any]], kept: int, policy: str) -> None:
