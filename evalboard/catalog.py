@@ -247,7 +247,7 @@ for _metric in (
 register_spec(
     Spec(
         name=IMAGE_CLASSIFICATION,
-        version="2.0",
+        version="3.0",
         task=IMAGE_CLASSIFICATION,
         metrics=(
             "accuracy",
@@ -259,8 +259,11 @@ register_spec(
             "top5_accuracy",
         ),
         preprocessing=(
-            "images to RGB (palette through RGBA); the model's own AutoImageProcessor "
-            "(slow PIL path); logits restricted to the dataset's classes, matched by name"
+            "torch-resize-1: images to RGB (palette through RGBA); the size, crop, resample, "
+            "rescale, mean and std of the model's own image processor, applied by torch "
+            "(antialiased resize of uint8 images, center crop, then rescale and normalize; "
+            "within one uint8 step of the processor's PIL path); logits restricted to the "
+            "dataset's classes, matched by name"
         ),
         # bf16 autocast moved predictions on a GPU: fp32 everywhere until a GPU run shows
         # ≥ 99.5% agreement (benchmarks/bench_precision.py).

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import Any
 
 from evalboard.errors import BadInputError
 from evalboard.references import ResolvedDataset
 from evalboard.training_params import TrainingParams
-from worker.evaluation.sources import LoadedSplit, available_splits, load_split, to_rgb
+from worker.evaluation.sources import LoadedSplit, available_splits, load_split
 
 
 @dataclass
@@ -48,8 +47,13 @@ def load_training_data(
         raise BadInputError(
             f"train split {params.train_split!r} does not exist; available: {sorted(splits)}"
         )
+    # Undecoded: the images are decoded once, in threads, when they become tensors.
     train = load_split(
-        dataset, split=params.train_split, image_column=image_column, label_column=label_column
+        dataset,
+        split=params.train_split,
+        image_column=image_column,
+        label_column=label_column,
+        decode=False,
     )
     class_names = train.class_names
     counts = _class_counts(train.dataset[label_column], len(class_names))
@@ -65,6 +69,7 @@ def load_training_data(
             split=params.validation_split,
             image_column=image_column,
             label_column=label_column,
+            decode=False,
         )
         return TrainingData(
             train_rows,
@@ -95,31 +100,3 @@ def _class_counts(labels: Any, n_classes: int) -> list[int]:
         if 0 <= label < n_classes:
             counts[label] += 1
     return counts
-
-
-def light_augmentation(image: Any, rng: random.Random) -> Any:
-    """A small random rotation, shift and brightness change: safe for most image classes."""
-    from PIL import ImageEnhance
-
-    width, height = image.size
-    image = image.rotate(
-        rng.uniform(-10, 10),
-        translate=(rng.uniform(-0.05, 0.05) * width, rng.uniform(-0.05, 0.05) * height),
-    )
-    return ImageEnhance.Brightness(image).enhance(rng.uniform(0.85, 1.15))
-
-
-def image_transform(
-    processor: Any, *, image_column: str, label_column: str, augment: bool, seed: int
-) -> Any:
-    """A datasets transform: RGB images through the model's processor, labels kept."""
-    rng = random.Random(seed)
-
-    def transform(batch: dict[str, list[Any]]) -> dict[str, Any]:
-        images = [to_rgb(image) for image in batch[image_column]]
-        if augment:
-            images = [light_augmentation(image, rng) for image in images]
-        pixel_values = processor(images=images, return_tensors="pt")["pixel_values"]
-        return {"pixel_values": pixel_values, "labels": batch[label_column]}
-
-    return transform

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,13 @@ import numpy as np
 
 from evalboard.errors import BadInputError, NotFoundError, RefusedError
 from evalboard.references import ResolvedDataset, ResolvedModel
+from evalboard.settings import get_settings
 from evalboard.training_params import TrainingParams
 from worker.evaluation.adapter import safetensors_only
-from worker.training.data import TrainingData, image_transform, load_training_data
+from worker.evaluation.image_classification import default_threads
+from worker.evaluation.preprocess import plan_of
+from worker.training.data import TrainingData, load_training_data
+from worker.training.tensors import BatchTransform, materialize
 
 BEST_METRIC = "accuracy"
 
@@ -145,19 +148,21 @@ def run_training(
     )
     set_seed(params.seed)
     model, processor = load_base_model(request.base_model, data.class_names)
-    transform = image_transform
-    data.train.set_transform(
-        transform(processor, image_column=request.image_column,
-                  label_column=request.label_column, augment=params.augment, seed=params.seed)
-    )  # fmt: skip
-    data.validation.set_transform(
-        transform(processor, image_column=request.image_column,
-                  label_column=request.label_column, augment=False, seed=params.seed)
-    )  # fmt: skip
+    # Decoded and resized once; each step only indexes tensors and transforms the batch.
+    settings = get_settings()
+    threads = max(1, settings.eval_num_workers or default_threads())
+    tensors = {
+        role: materialize(
+            split_rows, image_column=request.image_column, label_column=request.label_column,
+            processor=processor, threads=threads, max_pixels=settings.max_image_pixels,
+            split=role,
+        )
+        for role, split_rows in (("train", data.train), ("validation", data.validation))
+    }  # fmt: skip
+    collator = BatchTransform(plan_of(processor), augment=params.augment, seed=params.seed)
 
     use_cuda = torch.cuda.is_available() and (request.device or "cuda").startswith("cuda")
     checkpoints_dir = request.output_dir / "checkpoints"
-    daemon = multiprocessing.current_process().daemon
     precision = _precision_flags(params, use_cuda)
     arguments = TrainingArguments(
         output_dir=str(checkpoints_dir),
@@ -179,8 +184,10 @@ def run_training(
         save_total_limit=1,  # with load_best_model_at_end: the best and the last are kept
         auto_find_batch_size=params.auto_find_batch_size,
         use_cpu=not use_cuda,
-        dataloader_num_workers=0 if daemon or not use_cuda else 2,
+        dataloader_num_workers=0,  # the data are tensors already: nothing left to parallelize
         remove_unused_columns=False,
+        # One fused kernel per step for AdamW on a GPU (PyTorch's own).
+        optim="adamw_torch_fused" if use_cuda else "adamw_torch",
         report_to="none",
         disable_tqdm=True,
         bf16=precision["bf16"],
@@ -197,8 +204,9 @@ def run_training(
     trainer = Trainer(
         model=model,
         args=arguments,
-        train_dataset=data.train,
-        eval_dataset=data.validation,
+        train_dataset=tensors["train"],
+        eval_dataset=tensors["validation"],
+        data_collator=collator,
         compute_metrics=_compute_metrics,
         callbacks=all_callbacks,
     )
