@@ -128,6 +128,9 @@ class Submission(Base):
     rank_at_finish: Mapped[int | None] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16), default=SubmissionState.QUEUED.value)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
+    # What the progress counts: {"done", "total", "unit"} (images or steps), and a training's
+    # epoch and loss.
+    progress_detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     heartbeat_at: Mapped[datetime | None]
     failure_category: Mapped[str | None] = mapped_column(String(32))
     failure_message: Mapped[str | None] = mapped_column(Text)

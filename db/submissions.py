@@ -233,15 +233,23 @@ def running_condition(submission_id: int, attempt: int | None) -> Any:
 
 
 def record_progress(
-    session: Session, submission_id: int, progress: float, *, attempt: int | None = None
+    session: Session,
+    submission_id: int,
+    progress: float,
+    *,
+    attempt: int | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> bool:
-    """Write progress and a heartbeat; False when the submission is no longer running (or no
-    longer held by ``attempt``)."""
+    """Write progress (and what it counts) and a heartbeat; False when the submission is no
+    longer running (or no longer held by ``attempt``)."""
+    values: dict[str, Any] = {"progress": max(0.0, min(1.0, progress)), "heartbeat_at": utcnow()}
+    if detail is not None:
+        values["progress_detail"] = detail
     result = session.execute(
         update(Submission)
         .execution_options(synchronize_session=False)
         .where(running_condition(submission_id, attempt))
-        .values(progress=max(0.0, min(1.0, progress)), heartbeat_at=utcnow())
+        .values(**values)
     )
     return rowcount(result) == 1
 

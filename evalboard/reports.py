@@ -69,6 +69,7 @@ class SubmissionReport(BaseModel):
     task: str | None = None
     state: str
     progress: float | None = None
+    progress_detail: dict[str, Any] | None = None  # {"done", "total", "unit", …}
     queue_position: int | None = None
     model: str | None = None
     revision: str | None = None
@@ -131,6 +132,7 @@ def submission_report(session: Session, submission: Submission) -> SubmissionRep
         task=submission.task,
         state=submission.state,
         progress=submission.progress,
+        progress_detail=submission.progress_detail,
         queue_position=queries.queue_position(session, submission),
         model=submission.model.name,
         revision=submission.model.resolved_revision,

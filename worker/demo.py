@@ -137,8 +137,9 @@ def build_demo(root: Path) -> DemoSetup:
     return DemoSetup(dataset, models)
 
 
-def submit_demo(home: Path) -> list[int]:
-    """Build the demo and enqueue one fine-tuning per base model; returns the submission ids."""
+def submit_demo(home: Path) -> list[Any]:
+    """Build the demo and enqueue one fine-tuning per base model (a run that was queued or
+    done before is returned, not queued again); returns what ``submit`` answered for each."""
     from evalboard.submit import EvaluationInput, submit
 
     setup = build_demo(home / "demo")
@@ -146,9 +147,24 @@ def submit_demo(home: Path) -> list[int]:
         submit(
             EvaluationInput(model=str(path), dataset=str(setup.dataset), submitter="demo"),
             dict(DEMO_HYPERPARAMETERS),
-        ).submission_id
+        )
         for path in setup.base_models.values()
     ]
+
+
+def demo_text(home: Path, submitted: list[Any]) -> str:
+    """What the demo queued, what it found already there, and where its files are."""
+    new = [s.submission_id for s in submitted if not s.duplicate]
+    old = [s.submission_id for s in submitted if s.duplicate]
+    parts = []
+    if new:
+        parts.append(f"queued demo trainings {new}")
+    if old:
+        parts.append(f"demo trainings {old} were already queued or done (not queued again)")
+    return (
+        "; ".join(parts) + f". Demo data in {home / 'demo' / 'digits'}, base models in "
+        f"{home / 'demo' / 'base-models'}, trained models in {home / 'artifacts'}"
+    )
 
 
 def run_demo(settings: Any, *, start_worker: bool = True, as_json: bool = False) -> int:
@@ -164,10 +180,12 @@ def run_demo(settings: Any, *, start_worker: bool = True, as_json: bool = False)
     from evalboard.processes import terminate, worker_command
     from evalboard.settings import subprocess_env
 
-    ids = submit_demo(settings.home)
+    submitted = submit_demo(settings.home)
+    ids = [s.submission_id for s in submitted]
     log_path = settings.home / "demo-worker.log"
     # Progress talk goes to stderr so that stdout stays the leaderboard (JSON with --json).
-    print(f"queued demo trainings {ids}; worker log: {log_path}", file=sys.stderr, flush=True)
+    print(f"{demo_text(settings.home, submitted)}; worker log: {log_path}", file=sys.stderr,
+          flush=True)  # fmt: skip
     worker = None
     if start_worker:
         with log_path.open("ab") as log:

@@ -102,8 +102,9 @@ class ProgressWriter:
         with session_scope() as session:
             # Inference is ~95% of the job; the rest is metrics and the final write.
             still_running = queries.record_progress(
-                session, self.submission_id, 0.95 * done / max(total, 1), attempt=self.attempt
-            )
+                session, self.submission_id, 0.95 * done / max(total, 1), attempt=self.attempt,
+                detail={"done": done, "total": total, "unit": "images"},
+            )  # fmt: skip
         if not still_running:
             raise Cancelled("submission was cancelled while running")
 

@@ -26,10 +26,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     else:
         print("anonymous local submissions are allowed (EVALBOARD_ALLOW_ANONYMOUS)", flush=True)
     if args.demo:
-        from worker.demo import submit_demo
+        from worker.demo import demo_text, submit_demo
 
-        ids = submit_demo(settings.home)
-        print(f"queued demo trainings {ids}: watch them on the Submissions page")
+        text = demo_text(settings.home, submit_demo(settings.home))
+        print(f"{text}. Watch them on the Submissions page")
     return run_up(settings, port=args.port or settings.dashboard_port, address=args.address)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from evalboard.commands.common import report_of
 from evalboard.output import print_report
+from evalboard.progress import LiveProgress
 from evalboard.reports import Interval, SubmissionReport
 from evalboard.settings import get_settings
 from evalboard.submit import EvaluationInput
@@ -136,13 +137,19 @@ def _follow(submission_id: int, duplicate: bool, args: argparse.Namespace) -> in
             print(f"submission {submission_id} {'exists' if duplicate else 'queued'}")
         return 0
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    while report.state not in FINAL_STATES:
-        if deadline is not None and time.monotonic() > deadline:
-            print_report(report, as_json=args.json)
-            print(f"still {report.state} after {args.timeout} s", file=sys.stderr)
-            return 3
-        time.sleep(0.5)
-        report = report_of(submission_id, args)
+    live = LiveProgress(submission_id)
+    try:
+        while report.state not in FINAL_STATES:
+            live.show(report)
+            if deadline is not None and time.monotonic() > deadline:
+                live.close()
+                print_report(report, as_json=args.json)
+                print(f"still {report.state} after {args.timeout} s", file=sys.stderr)
+                return 3
+            time.sleep(0.5)
+            report = report_of(submission_id, args)
+    finally:
+        live.close()
     print_report(report, as_json=args.json)
     return 0 if report.state == "succeeded" else 1
 

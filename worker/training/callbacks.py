@@ -33,11 +33,14 @@ class DatabaseProgress(TrainerCallback):
         self.check_every_s = check_every_s
         self.cancelled = False
         self.timed_out: JobTimeout | None = None
+        self.last_loss: float | None = None
         self._last_check = 0.0
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                **kwargs: Any) -> None:  # fmt: skip
         logs = logs or {}
+        if _number(logs.get("loss")) is not None:
+            self.last_loss = _number(logs.get("loss"))
         metrics = {
             key.removeprefix("eval_"): float(value)
             for key, value in logs.items()
@@ -72,8 +75,10 @@ class DatabaseProgress(TrainerCallback):
         fraction = state.global_step / max(state.max_steps, 1)
         with session_scope() as session:
             running = queries.record_progress(
-                session, self.submission_id, TRAINING_SHARE * fraction, attempt=self.attempt
-            )
+                session, self.submission_id, TRAINING_SHARE * fraction, attempt=self.attempt,
+                detail={"done": int(state.global_step), "total": int(state.max_steps),
+                        "unit": "steps", "epoch": state.epoch, "loss": self.last_loss},
+            )  # fmt: skip
         if not running:  # cancelled (or taken over): stop at this step
             self.cancelled = True
             control.should_training_stop = True
