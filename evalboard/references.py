@@ -7,22 +7,26 @@ local paths only under the allowed folders, no custom code, revisions resolved t
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from evalboard import contents
 from evalboard.errors import BadInputError, NotFoundError, RefusedError
 from evalboard.settings import Settings
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+REF_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,254}")
 WEIGHT_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 DATASET_SCRIPT_SUFFIXES = (".py",)
 MODEL_HASH_IGNORES = frozenset({"README.md"})
 LOCAL_DATASET_FORMATS = ("save_to_disk", "parquet", "imagefolder")
+# The database stores a reference (a Hub id or an absolute path) in 1,024 characters.
+MAX_REFERENCE_LENGTH = 1024
 
 
 @dataclass(frozen=True)
@@ -51,69 +55,99 @@ class ResolvedDataset:
         return None if self.config == "default" else self.config
 
 
+def check_reference_text(reference: str, *, what: str) -> str:
+    """A reference as typed: stripped, UTF-8, no NUL byte, short enough to be stored."""
+    if "\x00" in reference:
+        raise BadInputError(f"{what} contains a NUL byte")
+    try:
+        reference.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInputError(f"{what} is not valid UTF-8 text") from None
+    reference = reference.strip()
+    if len(reference) > MAX_REFERENCE_LENGTH:
+        raise BadInputError(f"{what} is longer than {MAX_REFERENCE_LENGTH} characters")
+    return reference
+
+
 def looks_like_path(reference: str) -> bool:
     """A reference is a local path if it exists or is written like one."""
-    return reference.startswith(("/", ".", "~")) or Path(reference).exists()
+    if reference.startswith(("/", ".", "~")):
+        return True
+    try:
+        return Path(reference).exists()
+    except (OSError, ValueError):  # a name too long for the file system is no local path
+        return False
 
 
 def resolve_local_path(reference: str, settings: Settings, *, what: str) -> Path:
-    """The real path of ``reference``, required to exist under an allowed folder."""
-    if "\x00" in reference:
-        raise BadInputError(f"{what} path contains a NUL byte")
-    candidate = Path(reference).expanduser()
+    """The real path of ``reference``, required to exist under an allowed folder.
+
+    Outside the allowed folders nothing is said but that: not whether the path exists."""
+    reference = check_reference_text(reference, what=f"{what} path")
+    try:
+        candidate = Path(reference).expanduser()
+    except RuntimeError:  # ~user of an unknown user
+        raise BadInputError(f"{what} path {reference!r} names an unknown home folder") from None
     if ".." in candidate.parts:
         raise RefusedError(f"{what} path {reference!r} contains '..'; give a plain path")
-    real = candidate.resolve()
+    real = contents.real_path(candidate)
     if not _is_allowed(real, settings):
         allowed = ", ".join(str(p) for p in settings.allowed_paths)
         raise RefusedError(
-            f"{what} path {str(real)!r} is outside the allowed folders ({allowed}); "
+            f"{what} path {reference!r} is outside the allowed folders ({allowed}); "
             "set EVALBOARD_ALLOWED_PATHS to allow it"
         )
-    if not real.exists():
-        raise NotFoundError(f"{what} path {str(real)!r} does not exist")
+    if len(str(real)) > MAX_REFERENCE_LENGTH:
+        raise BadInputError(f"{what} path is longer than {MAX_REFERENCE_LENGTH} characters")
+    try:
+        real.stat()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise BadInputError(f"{what} path {reference!r} is a symlink loop") from None
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise NotFoundError(f"{what} path {str(real)!r} does not exist") from None
+        raise BadInputError(f"{what} path {reference!r} cannot be read: {error.strerror}") from None
     if real.is_dir():
-        _refuse_links_outside(real, settings, what=what)
+        contents.check_folder(real, settings, what=what)
+    else:
+        contents.check_file(real, settings, what=what)
     return real
 
 
 def _is_allowed(path: Path, settings: Settings) -> bool:
-    return any(path == root or root in path.parents for root in settings.allowed_paths)
-
-
-def _refuse_links_outside(folder: Path, settings: Settings, *, what: str) -> None:
-    """A folder inside the allowed ones must not reach outside them through a symlink."""
-    for directory, subdirectories, files in os.walk(folder, followlinks=False):
-        for name in (*subdirectories, *files):
-            entry = Path(directory) / name
-            if entry.is_symlink() and not _is_allowed(entry.resolve(), settings):
-                raise RefusedError(
-                    f"{what} folder holds a link {str(entry.relative_to(folder))!r} that points "
-                    "outside the allowed folders"
-                )
+    return any(contents.is_inside(path, root) for root in settings.allowed_paths)
 
 
 def validate_hub_id(reference: str, *, what: str) -> None:
     """Check ``reference`` against the Hub's repository naming rules."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+    shown = contents.shown(reference)
+    if reference.count("/") > 1:
+        raise BadInputError(f"{what} {shown} is not a valid Hub id (namespace/name)")
     try:
         validate_repo_id(reference)
     except HFValidationError as error:
+        reason = str(error) if len(reference) <= 96 else "longer than 96 characters"
         raise BadInputError(
-            f"{what} {reference!r} is not a valid Hub id or local path: {error}"
+            f"{what} {shown} is not a valid Hub id or local path: {reason}"
         ) from None
-    if reference.count("/") > 1:
-        raise BadInputError(f"{what} {reference!r} is not a valid Hub id (namespace/name)")
 
 
-def content_hash(path: Path, *, ignore: frozenset[str] = frozenset()) -> str:
+def content_hash(
+    path: Path, *, ignore: frozenset[str] = frozenset(), settings: Settings | None = None
+) -> str:
     """sha256 over every file's relative path, size and bytes, in a stable order.
 
-    ``ignore`` names top-level files that do not change what the content computes.
+    ``ignore`` names top-level files that do not change what the content computes. With
+    ``settings``, content over ``max_hash_bytes`` is refused by its size, before any byte is
+    read.
     """
     digest = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    if settings is not None:
+        sizes = (f.stat().st_size for f in files if not contents.is_hidden(f.relative_to(path)))
+        contents.check_hash_bytes(sum(sizes), settings, what=str(path.name))
     for file in files:
         relative = file.name if file == path else file.relative_to(path).as_posix()
         if relative in ignore:
@@ -129,50 +163,38 @@ def content_hash(path: Path, *, ignore: frozenset[str] = frozenset()) -> str:
     return digest.hexdigest()
 
 
-def model_hash(folder: Path) -> str:
+def model_hash(folder: Path, settings: Settings | None = None) -> str:
     """The content hash of a model folder; its model card does not change predictions."""
-    return content_hash(folder, ignore=MODEL_HASH_IGNORES)
+    return content_hash(folder, ignore=MODEL_HASH_IGNORES, settings=settings)
 
 
-def check_model_folder(folder: Path, *, allow_pickle: bool = False) -> None:
-    """Refuse a model folder that needs custom code or carries only pickle weights."""
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise BadInputError(f"model folder {str(folder)!r} has no config.json")
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise BadInputError(
-            f"model config {str(config_path)!r} is not valid JSON: {error}"
-        ) from None
-    if not isinstance(config, dict):
-        raise BadInputError(f"model config {str(config_path)!r} is not a JSON object")
-    if config.get("auto_map"):
-        raise RefusedError(
-            "model config has 'auto_map': it needs custom code, which evalboard never runs"
-        )
+def check_model_folder(folder: Path, settings: Settings, *, root: Path | None = None) -> None:
+    """Refuse a model folder that needs custom code, carries only pickle weights, or whose
+    configs and weight headers are malformed or over the settings' bounds."""
     names = [p.name for p in folder.iterdir() if p.is_file()]
-    if not any(n.endswith(WEIGHT_SUFFIXES) for n in names):
+    allow_pickle = settings.allow_pickle_weights
+    if (folder / "config.json").is_file() and not any(n.endswith(WEIGHT_SUFFIXES) for n in names):
         if any(n.endswith(PICKLE_SUFFIXES) for n in names) and not allow_pickle:
             raise RefusedError(
                 "model has only pickle weights (.bin/.pt); evalboard loads safetensors only"
             )
         if not allow_pickle:
             raise BadInputError(f"model folder {str(folder)!r} has no .safetensors weights")
+    contents.check_model_files(folder, settings, root=root)
 
 
 def resolve_model(
     reference: str, revision: str | None, settings: Settings, *, source: str | None = None
 ) -> ResolvedModel:
     """Validate a model reference and pin it to an exact revision."""
-    reference = reference.strip()
+    reference = check_reference_text(reference, what="model")
     if not reference:
         raise BadInputError("model is empty: give a Hub id or a local folder")
     if looks_like_path(reference):
         folder = resolve_local_path(reference, settings, what="model")
         if not folder.is_dir():
             raise BadInputError(f"model path {str(folder)!r} is not a folder")
-        check_model_folder(folder, allow_pickle=settings.allow_pickle_weights)
+        check_model_folder(folder, settings)
         return ResolvedModel(source or "local", str(folder), revision, model_hash(folder))
     validate_hub_id(reference, what="model")
     sha = _resolve_hub_revision(reference, revision, repo_type="model")
@@ -201,13 +223,14 @@ def resolve_dataset(
     reference: str, config: str | None, revision: str | None, settings: Settings
 ) -> ResolvedDataset:
     """Validate a dataset reference and pin it to a revision or content fingerprint."""
-    reference = reference.strip()
+    reference = check_reference_text(reference, what="dataset")
     if not reference:
         raise BadInputError("dataset is empty: give a Hub id or a local path")
     config_name = (config or "").strip() or "default"
     if looks_like_path(reference):
         path = resolve_local_path(reference, settings, what="dataset")
         local_format = detect_local_dataset_format(path)
+        contents.check_dataset_files(path, local_format)
         return ResolvedDataset(
             "local", str(path), config_name, revision, content_hash(path), local_format
         )
@@ -220,6 +243,10 @@ def _resolve_hub_revision(repo_id: str, revision: str | None, *, repo_type: str)
     """The commit sha of ``revision`` on the Hub, or in the local cache when offline."""
     if revision and SHA_RE.match(revision):
         return revision
+    if revision is not None and not _is_ref_name(revision):
+        raise BadInputError(
+            f"revision {contents.shown(revision)} is not a branch, tag or commit name"
+        )
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -257,3 +284,16 @@ def _resolve_hub_revision(repo_id: str, revision: str | None, *, repo_type: str)
         raise NotFoundError(
             f"could not reach the Hub for {repo_type} {repo_id!r}: {error}"
         ) from None
+    except ValueError as error:  # the Hub client's own validation of an id or a revision
+        raise BadInputError(f"{repo_type} {repo_id!r} at {revision!r}: {error}") from None
+
+
+def _is_ref_name(revision: str) -> bool:
+    """Git's rules for a branch or tag name, as far as a revision on the Hub can be one (a
+    ref name is also a path in the local cache: it must not lead out of it)."""
+    return (
+        REF_RE.fullmatch(revision) is not None
+        and ".." not in revision
+        and "//" not in revision
+        and not revision.endswith(("/", ".lock", "."))
+    )

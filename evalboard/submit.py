@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,6 +20,7 @@ from db.schemas import DatasetRefCreate, ModelRefCreate, SubmissionCreate
 from db.session import locked_scope, session_scope
 from evalboard import catalog
 from evalboard.access import authenticate
+from evalboard.contents import check_dataset_files, printable
 from evalboard.errors import BadInputError, EvalboardError, FailureCategory, RefusedError
 from evalboard.references import ResolvedDataset, ResolvedModel, resolve_dataset, resolve_model
 from evalboard.settings import Settings, get_settings
@@ -28,6 +30,7 @@ from evalboard.webhooks import validate_webhook_url
 # Re-evaluations are recorded under this name; nobody else may submit as it.
 SYSTEM_SUBMITTER = "system"
 MAX_NAME_LENGTH = 255
+MAX_WEBHOOK_LENGTH = 2048
 
 
 @dataclass
@@ -63,15 +66,22 @@ class Resolved:
     dataset: ResolvedDataset
 
 
-def _text(value: str | None, what: str) -> str | None:
-    """Strip a free-text field; refuse NUL bytes and lengths the database would refuse."""
+def _text(value: str | None, what: str, *, limit: int = MAX_NAME_LENGTH) -> str | None:
+    """Strip a free-text field; refuse what the database would refuse: NUL bytes, text that is
+    not UTF-8 (lone surrogates, from a command line in another encoding), long strings."""
     if value is None:
         return None
+    if not isinstance(value, str):
+        raise BadInputError(f"{what} must be text, not {type(value).__name__}")
     if "\x00" in value:
         raise BadInputError(f"{what} contains a NUL byte")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInputError(f"{what} is not valid UTF-8 text") from None
     value = value.strip()
-    if len(value) > MAX_NAME_LENGTH:
-        raise BadInputError(f"{what} is longer than {MAX_NAME_LENGTH} characters")
+    if len(value) > limit:
+        raise BadInputError(f"{what} is longer than {limit} characters")
     return value
 
 
@@ -90,23 +100,42 @@ def prepare(
     if spec.task != task.name:
         raise BadInputError(f"spec {spec.label} is for task {spec.task!r}, not {task.name!r}")
     columns = task.column_mapping(
-        {role: _text(name, f"{role} column") for role, name in evaluation.columns.items()}
+        {
+            role: _text(name, f"{printable(role)} column")
+            for role, name in evaluation.columns.items()
+        }
     )
     submitter = _text(evaluation.submitter, "submitter name") or "anonymous"
-    webhook = validate_webhook_url(evaluation.webhook, settings) if evaluation.webhook else None
+    webhook_text = _text(evaluation.webhook, "webhook", limit=MAX_WEBHOOK_LENGTH)
+    webhook = (
+        validate_webhook_url(webhook_text, settings)
+        if webhook_text is not None and evaluation.webhook
+        else None
+    )
     params: TrainingParams | None = None
     if training is not None:
+        for name, value in training.items():
+            if isinstance(value, str):
+                _text(value, printable(name).replace("_", " "))
         try:
             params = TrainingParams.model_validate(training)
         except ValidationError as error:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
             )
-            raise BadInputError(f"invalid training parameters: {problems}") from None
+            raise BadInputError(f"invalid training parameters: {printable(problems)}") from None
     parameters = check_evaluation_parameters(evaluation.parameters)
     split = _text(evaluation.split, "split") or None
     resolved = resolved or resolve(evaluation, settings)
     model, dataset = resolved.model, resolved.dataset
+    if dataset.source == "local" and dataset.local_format and "image" in columns:
+        # A text column taken as images names files: each must lie inside the dataset.
+        check_dataset_files(
+            Path(dataset.name),
+            dataset.local_format,
+            image_columns=[columns["image"]],
+            structs=False,
+        )
     if params is not None:
         parameters["training"] = params.model_dump()
     return SubmissionCreate(
