@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -189,3 +191,75 @@ def make_remote_code_model(path: Path) -> Path:
     config["auto_map"] = {"AutoModelForImageClassification": "modeling_evil.EvilModel"}
     config_path.write_text(json.dumps(config))
     return path
+
+
+# ---- hand-made files for the hardening tests: what no well-behaved writer produces -----------
+
+
+def write_image_paths_parquet(
+    root: Path, paths: list[str | None], labels: list[int], *, split: str = "test"
+) -> Path:
+    """``root/<split>.parquet`` whose images are read from ``paths`` (no bytes embedded), with
+    the schema metadata ``datasets`` writes for an Image column. Written with pyarrow, so
+    nothing is read from the paths while writing."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    images = pa.array([{"bytes": None, "path": path} for path in paths], type=image_type)
+    features = {"image": {"_type": "Image"}, "label": {"dtype": "int64", "_type": "Value"}}
+    schema = pa.schema(
+        [("image", image_type), ("label", pa.int64())],
+        metadata={"huggingface": json.dumps({"info": {"features": features}})},
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    table = pa.table({"image": images, "label": pa.array(labels, pa.int64())}, schema=schema)
+    pq.write_table(table, root / f"{split}.parquet")
+    return root
+
+
+def write_raw_safetensors(path: Path, header: object, data: bytes = b"") -> Path:
+    """A safetensors file with exactly this header (any JSON value) and data bytes."""
+    import json
+
+    encoded = json.dumps(header).encode()
+    path.write_bytes(len(encoded).to_bytes(8, "little") + encoded + data)
+    return path
+
+
+def edit_json(path: Path, change: Callable[[Any], object]) -> Path:
+    """Load a JSON file, let ``change`` edit the object in place, write it back."""
+    import json
+
+    value = json.loads(path.read_text())
+    change(value)
+    path.write_text(json.dumps(value))
+    return path
+
+
+def sparse_file(path: Path, size: int, *, prefix: bytes = b"") -> Path:
+    """A file of ``size`` bytes that takes no disk (a hole after ``prefix``)."""
+    with path.open("wb") as handle:
+        handle.write(prefix)
+        handle.truncate(size)
+    return path
+
+
+def cached_hub_model(name: str, change: Callable[[Path], object] | None = None) -> str:
+    """``evalboard-tests/<name>``: a tiny ResNet in the local Hub cache (``HF_HOME``, which the
+    workers share), as an offline Hub resolves and loads it; ``change`` edits its files."""
+    import hashlib
+
+    from huggingface_hub import constants
+
+    repo = Path(constants.HF_HUB_CACHE) / f"models--evalboard-tests--{name}"
+    if not repo.exists():
+        commit = hashlib.sha1(name.encode()).hexdigest()
+        snapshot = make_resnet(repo / "snapshots" / commit)
+        if change is not None:
+            change(snapshot)
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text(commit)
+    return f"evalboard-tests/{name}"

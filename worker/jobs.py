@@ -168,6 +168,7 @@ def run_evaluation_job(submission_id: int, *, worker: str | None = None) -> str:
     """Run one evaluation submission to a final state, whatever happens; returns that state."""
     from worker.evaluation.engine import run_evaluation
     from worker.notifications import after_finish
+    from worker.preload import check_before_loading
 
     with session_scope() as session:
         attempt = queries.claim_submission(session, submission_id, stale_before=stale_cutoff())
@@ -180,6 +181,8 @@ def run_evaluation_job(submission_id: int, *, worker: str | None = None) -> str:
             assert submission is not None
             request = evaluation_request_for(submission)
         with Heartbeat(submission_id, get_settings().heartbeat_seconds, attempt):
+            # What was validated is what runs: checked again before anything is loaded.
+            check_before_loading(submission_id)
             deadline = Deadline("evaluation", get_settings().eval_time_limit)
             progress = ProgressWriter(submission_id, deadline, attempt=attempt)
             outcome = run_evaluation(request, progress=progress)

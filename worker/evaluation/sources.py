@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from evalboard.contents import check_image_paths, check_label_count
 from evalboard.errors import BadInputError, NotFoundError
 from evalboard.references import ResolvedDataset
+from evalboard.settings import get_settings
 
 ROW_ID = "__evalboard_row__"
 
@@ -140,6 +143,7 @@ def load_split(
                 f"column {image_column!r} does not hold images ({dataset.features[image_column]})"
             ) from error
     dataset = dataset.select_columns([image_column, label_column])
+    check_images_stay_inside(dataset, image_column, resolved, split_name)
     # The row's position in the split as loaded: what a person can look up.
     dataset = dataset.add_column(ROW_ID, list(range(len(dataset))))
     if not decode:
@@ -164,18 +168,77 @@ def load_split(
     )
 
 
+def image_roots(resolved: ResolvedDataset) -> list[Path]:
+    """The folders a dataset's images may be read from: the submitted folder; for a Hub
+    dataset, its own folder in the Hub cache and the archives ``datasets`` extracted."""
+    if resolved.source == "local":
+        return [Path(resolved.name)]
+    import datasets
+    from huggingface_hub import constants
+
+    return [
+        Path(constants.HF_HUB_CACHE) / f"datasets--{resolved.name.replace('/', '--')}",
+        Path(datasets.config.HF_DATASETS_CACHE) / "downloads",
+    ]
+
+
+def check_images_stay_inside(
+    dataset: Any, image_column: str, resolved: ResolvedDataset, split: str
+) -> None:
+    """Before any image is read: every image read from a path (no embedded bytes) lies inside
+    the dataset, or the whole submission is refused; no per-image reason ever speaks of a file
+    outside."""
+    roots = image_roots(resolved)
+    first_row = 0
+    for batch in dataset.with_format("arrow").iter(batch_size=4096):
+        check_image_paths(
+            batch.column(image_column),
+            roots,
+            what=f"split {split!r}, column {image_column!r}",
+            first_row=first_row,
+        )
+        first_row += batch.num_rows
+
+
+# Label features that hold one class per row: a name (text) or a class id (a number).
+_LABEL_DTYPES = frozenset(
+    {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
+     "float32", "float64", "string", "large_string"}
+)  # fmt: skip
+
+
 def _integer_labels(dataset: Any, label_column: str) -> tuple[Any, list[str]]:
     """Labels as class ids (-1 for unlabelled rows) and the class names, from any label type.
 
     A ClassLabel keeps its names; strings become sorted names; whole numbers (also floats
-    with NaN gaps, as pandas writes them) become names of their decimal value.
+    with NaN gaps, as pandas writes them) become names of their decimal value. Lists, bools
+    and anything else are no class labels.
     """
     import datasets
 
     feature = dataset.features[label_column]
+    limit_what = f"label column {label_column!r}"
     if isinstance(feature, datasets.ClassLabel):
+        check_label_count(feature.num_classes, get_settings(), what=limit_what)
+        outside = [
+            v
+            for v in dataset.unique(label_column)
+            if v is not None and not -1 <= v < len(feature.names)
+        ]
+        if outside:
+            raise BadInputError(
+                f"{limit_what} holds class ids {sorted(outside)[:10]} outside its "
+                f"{len(feature.names)} class names"
+            )
         return dataset, [str(name) for name in feature.names]
+    if not isinstance(feature, datasets.Value) or feature.dtype not in _LABEL_DTYPES:
+        kind = feature.dtype if isinstance(feature, datasets.Value) else type(feature).__name__
+        raise BadInputError(
+            f"{limit_what} holds {kind} values; a label is one class per row: a class name "
+            "(text) or a whole-number class id"
+        )
     values = [v for v in dataset.unique(label_column) if not _missing(v)]
+    check_label_count(len(values), get_settings(), what=limit_what)
     if any(isinstance(v, str) for v in values):
         class_names = sorted({str(v) for v in values})
         lookup: dict[Any, int] = {name: index for index, name in enumerate(class_names)}

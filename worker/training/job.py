@@ -103,7 +103,10 @@ def _train_and_evaluate(
     submission_id: int, output_dir: Path, worker: str | None, attempt: int
 ) -> None:
     from worker.jobs import run_evaluation_job
+    from worker.preload import check_before_loading
 
+    # What was validated is what runs: the base model and the dataset, checked again.
+    check_before_loading(submission_id, training=True)
     with session_scope() as session:
         submission = queries.get_submission(session, submission_id)
         assert submission is not None
