@@ -131,6 +131,8 @@ class Submission(Base):
     # What the progress counts: {"done", "total", "unit"} (images or steps), and a training's
     # epoch and loss.
     progress_detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # How the processes running it died, one entry per loss ("signal 9 (SIGKILL)", …).
+    losses: Mapped[list[str] | None] = mapped_column(JSON)
     heartbeat_at: Mapped[datetime | None]
     failure_category: Mapped[str | None] = mapped_column(String(32))
     failure_message: Mapped[str | None] = mapped_column(Text)

@@ -202,11 +202,14 @@ def claim_submission(
                 Submission.heartbeat_at < stale_before,
             ),
         )
-    attempt = session.scalar(
-        select(Submission.attempts).where(Submission.id == submission_id, claimable)
-    )
-    if attempt is None:
+    found = session.execute(
+        select(Submission.attempts, Submission.state).where(
+            Submission.id == submission_id, claimable
+        )
+    ).first()
+    if found is None:
         return None
+    attempt, state = found
     result = session.execute(
         update(Submission)
         .execution_options(synchronize_session=False)
@@ -219,7 +222,19 @@ def claim_submission(
             progress=0.0,
         )
     )
-    return attempt + 1 if rowcount(result) == 1 else None
+    if rowcount(result) != 1:
+        return None
+    if state == SubmissionState.RUNNING.value:  # its last process stopped without a word
+        note_loss(session, submission_id, f"attempt {attempt} stopped (killed or crashed)")
+    return int(attempt) + 1
+
+
+def note_loss(session: Session, submission_id: int, how: str) -> None:
+    """Count one loss of the process that ran a submission (a kill, a crash, a lost host)."""
+    submission = session.get(Submission, submission_id)
+    if submission is not None:
+        submission.losses = [*(submission.losses or []), how]
+        session.flush()
 
 
 def running_condition(submission_id: int, attempt: int | None) -> Any:
@@ -315,8 +330,11 @@ def cancel_submission(session: Session, submission_id: int) -> bool:
     return rowcount(result) == 1
 
 
-def requeue_submission(session: Session, submission_id: int, *, stale_before: datetime) -> bool:
-    """Put a running submission whose worker stopped beating back to ``queued``."""
+def requeue_submission(
+    session: Session, submission_id: int, *, stale_before: datetime, loss: bool = True
+) -> bool:
+    """Put a running submission whose worker stopped beating back to ``queued``; a loss,
+    unless the service was stopped under it on purpose (``loss=False``)."""
     result = session.execute(
         update(Submission)
         .execution_options(synchronize_session=False)
@@ -327,7 +345,11 @@ def requeue_submission(session: Session, submission_id: int, *, stale_before: da
         )
         .values(state=SubmissionState.QUEUED.value, progress=0.0)
     )
-    return rowcount(result) == 1
+    if rowcount(result) != 1:
+        return False
+    if loss:
+        note_loss(session, submission_id, "no heartbeat: the worker running it was lost")
+    return True
 
 
 def stale_running(session: Session, *, older_than: datetime) -> Sequence[Submission]:

@@ -34,6 +34,16 @@ def submitter_for_token(session: Session, token: str) -> str | None:
     )
 
 
+def has_tokens(session: Session, submitter: str) -> bool:
+    """Whether ``submitter`` holds (or held) a token."""
+    return (
+        session.scalar(
+            select(SubmitterToken.id).where(SubmitterToken.submitter == submitter).limit(1)
+        )
+        is not None
+    )
+
+
 def revoke_token(session: Session, token_id: int) -> bool:
     result = session.execute(
         update(SubmitterToken)

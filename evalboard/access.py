@@ -73,4 +73,6 @@ def may_manage(
     if token:
         with session_scope() as session:
             return submitter_for_token(session, token.strip()) == submission.submitter
-    return bool(settings.allow_anonymous)
+    # Anonymous callers manage submissions only in development (one local user); in production
+    # every anonymous submission belongs to someone else.
+    return bool(settings.allow_anonymous) and settings.environment == "development"

@@ -1,4 +1,11 @@
-"""``evalboard up``: migrate, then run a worker (with beat) and the dashboard until stopped."""
+"""``evalboard up``: migrate, then run a worker (with beat) and the dashboard until stopped.
+
+A supervisor watches the worker: one that stopped taking work (queued submissions wait while
+nothing runs, as when a killed idle prefork child leaves its replacement deadlocked on
+billiard's queue lock) or that exited is restarted. On Ctrl-C or SIGTERM it says which
+submissions were interrupted; the next ``evalboard up`` puts them back in the queue, and a
+training resumes from its last checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,14 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
 from evalboard.settings import Settings, subprocess_env
 
 STOP_GRACE_S = 20.0
+CHECK_EVERY_S = 5.0
 
 
 def worker_command(settings: Settings, *, beat: bool, queues: str | None = None) -> list[str]:
@@ -41,20 +50,84 @@ def dashboard_command(port: int, address: str) -> list[str]:
     ]  # fmt: skip
 
 
+def running_submissions() -> list[tuple[int, str]]:
+    """(id, kind) of every submission marked running."""
+    from sqlalchemy import select
+
+    from db.models import Submission, SubmissionState
+    from db.session import session_scope
+
+    with session_scope() as session:
+        return [
+            (int(i), str(k))
+            for i, k in session.execute(
+                select(Submission.id, Submission.kind)
+                .where(Submission.state == SubmissionState.RUNNING.value)
+                .order_by(Submission.id)
+            )
+        ]
+
+
+def queued_submissions() -> set[int]:
+    from sqlalchemy import select
+
+    from db.models import Submission, SubmissionState
+    from db.session import session_scope
+
+    with session_scope() as session:
+        return set(
+            session.scalars(
+                select(Submission.id).where(Submission.state == SubmissionState.QUEUED.value)
+            )
+        )
+
+
+def resume_interrupted(settings: Settings) -> list[int]:
+    """Put back in the queue what a previous ``evalboard up`` left running (its heartbeat
+    stopped): the embedded deployment has no other worker that could hold it."""
+    from db import submissions as queries
+    from db.models import utcnow
+    from db.session import session_scope
+    from evalboard.submit import enqueue
+
+    cutoff = utcnow() - timedelta(seconds=max(3.0, settings.heartbeat_seconds * 3))
+    resumed: list[tuple[int, str]] = []
+    with session_scope() as session:
+        for submission in queries.stale_running(session, older_than=cutoff):
+            if queries.requeue_submission(session, submission.id, stale_before=cutoff, loss=False):
+                resumed.append((submission.id, submission.kind))
+    for submission_id, kind in resumed:
+        enqueue(submission_id, kind)
+    return [submission_id for submission_id, _ in resumed]
+
+
+class Stall:
+    """Queued submissions waiting while nothing runs, for longer than ``limit_s``: the worker
+    stopped taking work."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self.first_seen: dict[int, float] = {}
+
+    def check(self) -> bool:
+        now = time.monotonic()
+        queued = queued_submissions()
+        self.first_seen = {i: self.first_seen.get(i, now) for i in queued}
+        if not queued or running_submissions():
+            self.first_seen = {i: now for i in queued}  # waiting behind work is not a stall
+            return False
+        return now - min(self.first_seen.values()) > self.limit_s
+
+
 def run_up(settings: Settings, *, port: int, address: str = "localhost") -> int:
-    """Start worker+beat and dashboard; stop both on Ctrl-C, SIGTERM or if either exits."""
+    """Start worker+beat and dashboard; restart a worker that exits or stops taking work;
+    stop everything on Ctrl-C or SIGTERM (or if the dashboard exits)."""
     env = subprocess_env(settings)
-    commands = {
-        "worker": worker_command(settings, beat=True),
-        "dashboard": dashboard_command(port, address),
-    }
-    children: dict[str, subprocess.Popen[bytes]] = {}
-    try:
-        for name, command in commands.items():
-            children[name] = subprocess.Popen(command, env=env)
-    except BaseException:
-        terminate(list(children.values()))
-        raise
+    resumed = resume_interrupted(settings)
+    if resumed:
+        print(f"resuming interrupted submissions {resumed}", flush=True)
+    dashboard = subprocess.Popen(dashboard_command(port, address), env=env)
+    worker = subprocess.Popen(worker_command(settings, beat=True), env=env)
     stopping = False
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -65,18 +138,39 @@ def run_up(settings: Settings, *, port: int, address: str = "localhost") -> int:
     print(f"evalboard is up: dashboard at http://{address}:{port}", flush=True)
     print(f"data in {settings.home}; stop with Ctrl-C", flush=True)
     exit_code = 0
+    stall = Stall(settings.worker_stall_seconds)
+    checked = time.monotonic()
     try:
         while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    print(f"{name} exited with code {child.returncode}; stopping", flush=True)
-                    exit_code = child.returncode or 1
-                    stopping = True
+            if dashboard.poll() is not None:
+                print(f"dashboard exited with code {dashboard.returncode}; stopping", flush=True)
+                exit_code = dashboard.returncode or 1
+                break
+            restart = None
+            if worker.poll() is not None:
+                restart = f"the worker exited with code {worker.returncode}"
+            elif time.monotonic() - checked > CHECK_EVERY_S:
+                checked = time.monotonic()
+                if stall.check():
+                    restart = "the worker took no queued work for a while"
+            if restart:
+                print(f"{restart}: restarting it", flush=True)
+                terminate([worker])
+                worker = subprocess.Popen(worker_command(settings, beat=True), env=env)
+                stall = Stall(settings.worker_stall_seconds)
             time.sleep(0.2)
     finally:
-        terminate(list(children.values()))
+        interrupted = running_submissions()
+        terminate([worker, dashboard])
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if interrupted:
+        shown = ", ".join(f"{i} ({kind})" for i, kind in interrupted)
+        print(
+            f"interrupted submissions: {shown}. They resume when evalboard up starts again "
+            "(a training from its last checkpoint).",
+            flush=True,
+        )
     print("evalboard stopped", flush=True)
     return exit_code
 

@@ -11,7 +11,18 @@ from celery.schedules import crontab
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "admin"}
+PLACEHOLDER_SECRETS = {
+    "", "changeme", "change-me", "change_me", "secret", "admin", "password", "adminsecret",
+    "admin-secret", "evalboard", "replaceme", "replace-me", "todo", "xxx",
+}  # fmt: skip
+MIN_ADMIN_SECRET_LENGTH = 16
+
+
+def is_placeholder(secret: str) -> bool:
+    """A secret nobody should deploy: a known placeholder (any case, spaces around ignored) or
+    shorter than MIN_ADMIN_SECRET_LENGTH characters."""
+    secret = secret.strip()
+    return secret.lower() in PLACEHOLDER_SECRETS or len(secret) < MIN_ADMIN_SECRET_LENGTH
 
 
 class Settings(BaseSettings):
@@ -33,6 +44,8 @@ class Settings(BaseSettings):
     eval_num_workers: int | None = Field(default=None, ge=0, le=64)
     device: str | None = None
     heartbeat_seconds: float = 10.0
+    # evalboard up restarts its worker when queued work waits this long while nothing runs.
+    worker_stall_seconds: float = Field(default=120.0, gt=0)
     dashboard_port: int = 8501
     # Time limits per kind of job (seconds): the soft one ends the job with ``timeout``.
     eval_time_limit: float = 2 * 3600
@@ -42,6 +55,8 @@ class Settings(BaseSettings):
     # Security: pickle checkpoints are refused unless allowed (then loaded weights_only).
     allow_pickle_weights: bool = False
     max_image_pixels: int = 89_478_485  # PIL's own default decompression-bomb limit
+    # Address-space limit of one job in its worker child (None: 3/4 of the memory; 0: none).
+    job_memory_gb: float | None = Field(default=None, ge=0)
     # The preprocessed-tensor cache under HOME/cache/tensors (0 turns it off); LRU-evicted.
     cache_max_gb: float = Field(default=20.0, ge=0)
     # Who may submit: anonymous local use is allowed by default in development only.
@@ -91,10 +106,10 @@ class Settings(BaseSettings):
             self.webhook_allow_private = self.environment == "development"
         if self.reevaluate_schedule.strip().lower() not in ("", "off"):
             crontab_of(self.reevaluate_schedule)  # a ValueError names what is wrong
-        if self.environment == "production" and self.admin_secret in PLACEHOLDER_SECRETS:
+        if self.environment == "production" and is_placeholder(self.admin_secret):
             raise ValueError(
-                "EVALBOARD_ADMIN_SECRET must be set to a real secret when "
-                "EVALBOARD_ENVIRONMENT=production"
+                "EVALBOARD_ADMIN_SECRET must be set to a real secret (not a placeholder, at "
+                f"least {MIN_ADMIN_SECRET_LENGTH} characters) when EVALBOARD_ENVIRONMENT=production"
             )
         return self
 

@@ -167,12 +167,17 @@ def prepare(
 def resolve(evaluation: EvaluationInput, settings: Settings) -> Resolved:
     """Validate the model and dataset references and pin them to revisions (or hashes)."""
     model = resolve_model(evaluation.model, _text(evaluation.revision, "revision"), settings)
+    config = _text(evaluation.config, "config")
     dataset = resolve_dataset(
-        evaluation.dataset,
-        _text(evaluation.config, "config"),
-        _text(evaluation.dataset_revision, "dataset revision"),
-        settings,
+        evaluation.dataset, config, _text(evaluation.dataset_revision, "dataset revision"), settings
     )
+    if dataset.source == "local" and dataset.config != "default":
+        # A local folder or file has no named configurations: a free-text one would only
+        # make a second leaderboard of the same data.
+        raise BadInputError(
+            f"dataset {dataset.name!r} is local and has no configuration {dataset.config!r}: "
+            "leave the config empty"
+        )
     return Resolved(model, dataset)
 
 
@@ -223,6 +228,8 @@ def submit(
         submitter = authenticate(token, settings)
         if (submitter or evaluation.submitter or "").strip() == SYSTEM_SUBMITTER:
             raise RefusedError(f"the submitter name {SYSTEM_SUBMITTER!r} is reserved")
+        if submitter is None:
+            refuse_token_holder_names(evaluation.submitter)
     request = prepare(evaluation, training, settings, resolved=resolved)
     updates: dict[str, Any] = {"trigger": trigger, "supersedes_submission_id": supersedes}
     if due_reasons is not None:
@@ -233,6 +240,21 @@ def submit(
         updates["submitter"] = submitter
     request = request.model_copy(update=updates)
     return record_and_enqueue(request, settings, check_quotas=not system, force=force)
+
+
+def refuse_token_holder_names(name: str | None) -> None:
+    """Without a token, nobody submits under the name of a submitter who has tokens."""
+    from db.tokens import has_tokens
+
+    name = (name or "").strip()
+    if not name or name == "anonymous":
+        return
+    with session_scope() as session:
+        if has_tokens(session, name):
+            raise RefusedError(
+                f"the submitter name {name!r} belongs to a token holder: submit with their "
+                "token (--token or EVALBOARD_TOKEN)"
+            )
 
 
 def record_and_enqueue(

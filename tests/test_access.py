@@ -86,14 +86,50 @@ def test_a_submitter_sees_and_cancels_only_their_own(production, model_and_data)
         assert session.get(Submission, int(submission_id)).state == "cancelled"
 
 
+@pytest.mark.parametrize(
+    "secret", ["changeme", "  ChangeMe ", "ADMIN", "\tsecret\n", "Password", "short-secret-1"]
+)
 def test_production_refuses_to_start_with_a_placeholder_secret(
-    evalboard_home: Path, monkeypatch: pytest.MonkeyPatch
+    evalboard_home: Path, monkeypatch: pytest.MonkeyPatch, secret: str
 ) -> None:
     monkeypatch.setenv("EVALBOARD_ENVIRONMENT", "production")
-    monkeypatch.setenv("EVALBOARD_ADMIN_SECRET", "changeme")
+    monkeypatch.setenv("EVALBOARD_ADMIN_SECRET", secret)
     completed = evalboard("migrate")
     assert completed.returncode == 2
     assert "EVALBOARD_ADMIN_SECRET" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_anonymous_production_use_cancels_nothing_and_takes_no_token_holders_name(
+    production: Path, monkeypatch: pytest.MonkeyPatch, model_and_data
+) -> None:
+    model, data = model_and_data
+    monkeypatch.setenv("EVALBOARD_ALLOW_ANONYMOUS", "true")
+    reset_settings_cache()
+    token = evalboard("token", "issue", "alice", "--admin-secret", SECRET).stdout.split()[-1]
+    alices = json.loads(evalboard("submit", "--model", model, "--dataset", data, "--token",
+                                  token, "--json").stdout)["submission_id"]  # fmt: skip
+    posing = json.loads(evalboard("submit", "--model", model, "--dataset", data, "--split",
+                                  "train", "--submitter", "alice", "--json").stdout)  # fmt: skip
+    assert posing["error"]["category"] == "refused"
+    assert "token holder" in posing["error"]["message"]
+    anonymous = evalboard("submit", "--model", model, "--dataset", data, "--split", "train",
+                          "--json")  # fmt: skip
+    assert json.loads(anonymous.stdout)["state"] == "queued", anonymous.stdout
+    cancel = evalboard("cancel", str(alices), "--json")
+    assert cancel.returncode == 2 and "another submitter" in cancel.stderr + cancel.stdout
+    with session_scope() as session:
+        assert session.get(Submission, alices).state == "queued"
+
+
+def test_a_free_text_config_on_a_local_dataset_is_refused(production: Path, model_and_data) -> None:
+    model, data = model_and_data
+    token = evalboard("token", "issue", "bob", "--admin-secret", SECRET).stdout.split()[-1]
+    completed = evalboard("submit", "--model", model, "--dataset", data, "--config", "other",
+                          "--token", token, "--json")  # fmt: skip
+    report = json.loads(completed.stdout)
+    assert report["error"]["category"] == "bad_input"
+    assert "no configuration 'other'" in report["error"]["message"]
 
 
 def test_quotas_count_what_the_submitter_caused_only(

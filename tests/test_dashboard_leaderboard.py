@@ -151,7 +151,7 @@ def test_the_view_and_every_filter_come_from_and_go_to_the_url(evalboard_home: P
 def test_stale_rows_are_shown_unranked_and_baselines_shown_never_ranked(
     evalboard_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    secret = secrets.token_urlsafe(16)
+    secret = secrets.token_urlsafe(24)
     monkeypatch.setenv("EVALBOARD_ADMIN_SECRET", secret)
     reset_settings_cache()
     result("current", 0.8)

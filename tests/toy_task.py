@@ -17,6 +17,7 @@ from evalboard import catalog
 
 TASK = "toy-parity"
 CLASSES = ["even", "odd"]
+HOG, KILLED = 666, 999  # model offsets that make the adapter misbehave, for the limits' tests
 
 catalog.register_task(
     catalog.Task(
@@ -55,6 +56,14 @@ def run_parity(request: Any, spec: catalog.Spec, progress: Any) -> Any:
     numbers = np.asarray(rows[request.column("number")], dtype=np.int64)
     references = np.asarray([CLASSES.index(v) for v in rows[request.column("label")]])
     offset = int(load_file(str(Path(request.model.name) / "model.safetensors"))["offset"][0])
+    if offset == HOG:  # a job that wants far more memory than a job may have
+        hog = np.ones(8 * 1024**3, dtype=np.uint8)
+        del hog
+    if offset == KILLED:  # a job whose process the kernel kills (as its OOM killer would)
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
     predicted = (numbers + offset) % 2
     scores = np.eye(2, dtype=np.float32)[predicted]
     if progress is not None:

@@ -6,6 +6,10 @@ process enqueues by task name without importing worker code; here the worker's t
 
 from __future__ import annotations
 
+from typing import Any
+
+from celery import signals
+
 from evalboard.queue import (  # noqa: F401 - the names `celery -A` and the tests look up
     ALL_QUEUES,
     EVALUATE_TASK,
@@ -16,3 +20,12 @@ from evalboard.queue import (  # noqa: F401 - the names `celery -A` and the test
 )
 
 app.conf.imports = ("worker.tasks",)
+
+
+@signals.worker_process_init.connect
+def _limit_memory(**_kwargs: Any) -> None:
+    """Each job runs in a prefork child with a memory limit (RLIMIT_DATA), so one job can never take
+    the host: an allocation past it fails in that job (``out_of_memory``)."""
+    from worker.limits import limit_child_memory
+
+    limit_child_memory()

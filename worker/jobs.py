@@ -130,6 +130,32 @@ def stale_cutoff() -> datetime:
     return utcnow() - timedelta(seconds=max(3.0, get_settings().heartbeat_seconds * 3))
 
 
+# A submission whose process was lost this many times is failed, not run again: a job that
+# kills its process (the kernel's OOM killer, a crash) would otherwise be retried forever.
+MAX_LOSSES = 2
+
+
+def claim(submission_id: int) -> int | None:
+    """Claim a submission for this process; None when another holds it, it ended, or it was
+    just failed for having lost its process twice."""
+    with session_scope() as session:
+        attempt = queries.claim_submission(session, submission_id, stale_before=stale_cutoff())
+        if attempt is None:
+            return None
+        submission = queries.get_submission(session, submission_id)
+        losses = list(submission.losses or []) if submission is not None else []
+    if len(losses) >= MAX_LOSSES:
+        fail(
+            submission_id,
+            FailureCategory.WORKER_LOST.value,
+            f"the process running it died {len(losses)} times ({losses[-1]}): killed by a "
+            "signal or crashed, as the kernel's out-of-memory killer does; it is not run again",
+            attempt=attempt,
+        )
+        return None
+    return attempt
+
+
 def check_spec_version(submission: Submission) -> catalog.Spec:
     """The spec the submission asked for, as this worker has it; refused if the versions differ
     (a worker must never store a result under a version it did not run)."""
@@ -170,11 +196,12 @@ def run_evaluation_job(submission_id: int, *, worker: str | None = None) -> str:
     from worker.notifications import after_finish
     from worker.preload import check_before_loading
 
-    with session_scope() as session:
-        attempt = queries.claim_submission(session, submission_id, stale_before=stale_cutoff())
-        if attempt is None:
-            current = queries.get_submission(session, submission_id)
-            return current.state if current is not None else "missing"
+    attempt = claim(submission_id)
+    if attempt is None:
+        state = state_of(submission_id)
+        if state == "failed":
+            after_finish(submission_id)
+        return state
     try:
         with session_scope() as session:
             submission = queries.get_submission(session, submission_id)
@@ -238,6 +265,12 @@ def record_failure(
         )
     elif isinstance(error, EvalboardError):
         category, message = error.category.value, error.message
+    elif isinstance(error, MemoryError) or "can't allocate memory" in str(error):
+        category = FailureCategory.OUT_OF_MEMORY.value
+        message = (
+            f"{what} ran out of memory (the job's limit is EVALBOARD_JOB_MEMORY_GB): "
+            f"{type(error).__name__}"
+        )
     else:
         log.error("%s of submission %s failed", what, submission_id, exc_info=error)
         category, message = FailureCategory.INTERNAL.value, f"{type(error).__name__}: {error}"

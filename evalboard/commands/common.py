@@ -28,8 +28,11 @@ def migrate() -> None:
     upgrade()
 
 
-def report_of(submission_id: int, args: argparse.Namespace) -> SubmissionReport:
-    """The report of a submission the caller may see; refused or not found otherwise."""
+def report_of(
+    submission_id: int, args: argparse.Namespace, *, own: bool = False
+) -> SubmissionReport:
+    """The report of a submission the caller may see (``own``: the caller just submitted it,
+    or was told it exists as theirs); refused or not found otherwise."""
     from db.session import session_scope
     from db.submissions import get_submission
     from evalboard.access import may_manage
@@ -40,7 +43,7 @@ def report_of(submission_id: int, args: argparse.Namespace) -> SubmissionReport:
         submission = get_submission(session, submission_id)
         if submission is None:
             raise NotFoundError(f"submission {submission_id} does not exist")
-        if not may_manage(
+        if not own and not may_manage(
             submission,
             token=getattr(args, "token", None),
             secret=secret_of(args),

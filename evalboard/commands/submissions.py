@@ -129,7 +129,7 @@ def _follow(submission_id: int, duplicate: bool, args: argparse.Namespace) -> in
             f"identical to submission {submission_id}: returning it, not running again",
             file=sys.stderr,
         )
-    report = report_of(submission_id, args)
+    report = report_of(submission_id, args, own=True)
     if not args.wait:
         if args.json:
             print_report(report, as_json=True)
@@ -147,7 +147,7 @@ def _follow(submission_id: int, duplicate: bool, args: argparse.Namespace) -> in
                 print(f"still {report.state} after {args.timeout} s", file=sys.stderr)
                 return 3
             time.sleep(0.5)
-            report = report_of(submission_id, args)
+            report = report_of(submission_id, args, own=True)
     finally:
         live.close()
     print_report(report, as_json=args.json)

@@ -92,6 +92,7 @@ def run_image_classification(
     choice = choose(
         classifier, shape, revision=request.model.resolved_revision,
         requested_batch=request.batch_size, cache_file=settings.home / "cache" / "probes.json",
+        images=len(loaded.dataset),
     )  # fmt: skip
 
     cache = default_cache()

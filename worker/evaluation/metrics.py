@@ -21,7 +21,8 @@ MODULES_DIR = Path(__file__).parent / "metric_modules"
 def _load_module(module: str) -> Any:
     import evaluate
 
-    return evaluate.load(str(MODULES_DIR / module))
+    # In memory: no Arrow cache file written and read back for every call.
+    return evaluate.load(str(MODULES_DIR / module), keep_in_memory=True)
 
 
 def compute_metric(

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 CPU_BATCHES = (4, 8, 16, 32, 64)
 GPU_BATCHES = (32, 64, 128, 256, 512)
+# A split smaller than this is done before a probe would pay for itself: a default batch.
+PROBE_FROM_IMAGES = 512
 SLOWEST_FORWARD_S = 1.5  # larger batches are not tried once one forward takes this long
 BUDGET_S = 6.0
 
@@ -87,12 +89,18 @@ def choose(
     revision: str,
     requested_batch: int | None,
     cache_file: Path | None,
+    images: int,
 ) -> Choice:
     """The batch size and memory format for this model on this device: the caller's batch if
-    given, else the cached probe, else a new probe (kept for the next evaluation)."""
+    given, else the cached probe, else a new probe (kept for the next evaluation); a small
+    split takes a default batch instead of a probe."""
     if requested_batch:
         classifier.set_channels_last(True)
         return Choice(requested_batch, True, 0.0, False)
+    if images < PROBE_FROM_IMAGES:
+        classifier.set_channels_last(True)
+        default = GPU_BATCHES[1] if classifier.device.type == "cuda" else CPU_BATCHES[2]
+        return Choice(default, True, 0.0, False)
     key = _key(revision, str(classifier.device), classifier.precision, shape)
     known = _read(cache_file)
     if key in known:

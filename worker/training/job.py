@@ -27,10 +27,10 @@ from worker.jobs import (
     Deadline,
     Heartbeat,
     check_spec_version,
+    claim,
     fail,
     record_failure,
     resolved_dataset_of,
-    stale_cutoff,
     state_of,
 )
 
@@ -65,12 +65,11 @@ def run_training_job(submission_id: int, *, worker: str | None = None) -> str:
     from worker.notifications import after_finish
 
     settings = get_settings()
+    attempt = claim(submission_id)
+    if attempt is None:
+        return state_of(submission_id)
+    output_dir = settings.artifacts_dir / f"run-{submission_id}"
     with session_scope() as session:
-        attempt = queries.claim_submission(session, submission_id, stale_before=stale_cutoff())
-        if attempt is None:
-            current = queries.get_submission(session, submission_id)
-            return current.state if current is not None else "missing"
-        output_dir = settings.artifacts_dir / f"run-{submission_id}"
         training_queries.ensure_training_run(session, submission_id, output_dir=str(output_dir))
     try:
         with Heartbeat(submission_id, settings.heartbeat_seconds, attempt):
