@@ -48,11 +48,23 @@ def require_admin(secret: str | None, settings: Settings) -> None:
         raise RefusedError("this action needs the admin secret (EVALBOARD_ADMIN_SECRET)")
 
 
+def usable_token(token: str) -> bool:
+    """Whether ``token`` could be one we issued: printable UTF-8 text of a sane length (others
+    are refused as unknown, never looked up)."""
+    try:
+        token.encode()
+    except UnicodeEncodeError:
+        return False
+    return 0 < len(token.strip()) <= 512 and token.strip().isprintable()
+
+
 def authenticate(token: str | None, settings: Settings) -> str | None:
     """The submitter a token belongs to; None for anonymous use where that is allowed."""
     if token:
-        with session_scope() as session:
-            submitter = submitter_for_token(session, token.strip())
+        submitter = None
+        if usable_token(token):
+            with session_scope() as session:
+                submitter = submitter_for_token(session, token.strip())
         if submitter is None:
             raise RefusedError("the submitter token is unknown or was revoked")
         return submitter
@@ -71,6 +83,8 @@ def may_manage(
     if is_admin(secret, settings):
         return True
     if token:
+        if not usable_token(token):
+            return False
         with session_scope() as session:
             return submitter_for_token(session, token.strip()) == submission.submitter
     # Anonymous callers manage submissions only in development (one local user); in production

@@ -89,6 +89,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`evalboard status 1 | head`): stop quietly, as cat would.
         _silence_stdout()
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - our own bug: in words, with where to look
+        _print_error(_unexpected(error), as_json=as_json)
+        return 70
+
+
+def _unexpected(error: Exception) -> EvalboardError:
+    """An exception nobody named: a database out of step with the code, or a bug of ours."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from evalboard.errors import FailureCategory
+
+    if isinstance(error, OperationalError | ProgrammingError):
+        return EvalboardError(
+            f"the database does not match this version of evalboard ({error.orig}): run "
+            "`evalboard migrate`, or check EVALBOARD_DATABASE_URL",
+            FailureCategory.INTERNAL,
+        )
+    return EvalboardError(
+        f"{type(error).__name__}: {error} (a bug in evalboard; please report it)",
+        FailureCategory.INTERNAL,
+    )
 
 
 def _silence_stdout() -> None:

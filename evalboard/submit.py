@@ -229,7 +229,7 @@ def submit(
         if (submitter or evaluation.submitter or "").strip() == SYSTEM_SUBMITTER:
             raise RefusedError(f"the submitter name {SYSTEM_SUBMITTER!r} is reserved")
         if submitter is None:
-            refuse_token_holder_names(evaluation.submitter)
+            refuse_token_holder_names(_text(evaluation.submitter, "submitter name"))
     request = prepare(evaluation, training, settings, resolved=resolved)
     updates: dict[str, Any] = {"trigger": trigger, "supersedes_submission_id": supersedes}
     if due_reasons is not None:

@@ -122,8 +122,11 @@ def _wait_until_finished(submission_id: int) -> tuple[str, dict | None, int | No
 # ---- refused or rejected before anything is queued -------------------------------------------
 
 
-def _model_folder(data: Path, name: str, change: Callable[[Path], None]) -> Path:
-    folder = factories.make_resnet(data / name)
+def _model_folder(
+    data: Path, name: str, change: Callable[[Path], None],
+    build: Callable[[Path], Path] = factories.make_resnet,
+) -> Path:  # fmt: skip
+    folder = build(data / name)
     change(folder)
     return folder
 
@@ -247,8 +250,13 @@ def _saved(service: Service, name: str, change: Callable[[Path], object]) -> Pat
     return _once(service.data / name, build)
 
 
-def _model(service: Service, name: str, change: Callable[[Path], object]) -> Path:
-    return _once(service.data / name, lambda folder: _model_folder(service.data, name, change))
+def _model(
+    service: Service, name: str, change: Callable[[Path], object],
+    build: Callable[[Path], Path] = factories.make_resnet,
+) -> Path:  # fmt: skip
+    return _once(
+        service.data / name, lambda folder: _model_folder(service.data, name, change, build)
+    )
 
 
 def _sharded(folder: Path, shard: str) -> None:
@@ -464,6 +472,9 @@ VALUE_CASES: dict[str, tuple[Callable[[Service], list[str]], str, str]] = {
     "split not UTF-8": (lambda s: _good_args(s, split="t\udcffst"), "bad_input", "not valid UTF-8"),
     "model path not UTF-8": (
         lambda s: _good_args(s, model=f"{s.data}/m\udcffdel"), "bad_input", "not valid UTF-8"),
+    "token not UTF-8": (lambda s: _good_args(s, token="evb_\udcff"), "refused", "token"),
+    "token with a NUL-like control character": (
+        lambda s: _good_args(s, token="evb_\x1b[31m"), "refused", "token"),
 }  # fmt: skip
 
 ALL_PRE_QUEUE_CASES = {**PRE_QUEUE_CASES, **NAMED_FILE_CASES, **BOUND_CASES, **VALUE_CASES}
@@ -585,6 +596,15 @@ WORKER_CASES: dict[str, tuple[Callable[[Service], list[str]], str, str]] = {
             "preprocessor_config.json", lambda p: p.update(size={"height": 10**6,
                                                                  "width": 10**6})))),
         "bad_input", "EVALBOARD_MAX_IMAGE_SIDE"),
+    "a processor whose images do not fit the model": (
+        lambda s: _good_args(s, model=str(_model(s, "vit-wrong-size", _edit(
+            "preprocessor_config.json", lambda p: p.update(size={"height": 48, "width": 48})),
+            build=factories.make_vit))),
+        "bad_input", "cannot take the images its image processor makes"),
+    "a processor with a mean that is not a number": (
+        lambda s: _good_args(s, model=str(_model(s, "bad-mean", _edit(
+            "preprocessor_config.json", lambda p: p.update(image_mean="abc"))))),
+        "bad_input", "image processor"),
     "Hub model whose id2label is larger than its head": (
         lambda s: _good_args(s, model=factories.cached_hub_model("big-id2label", _edit(
             "config.json", lambda c: c.update(id2label={str(i): str(i) for i in range(99)})))),

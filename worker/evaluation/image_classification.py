@@ -83,7 +83,12 @@ def run_image_classification(
         precision=precision,
     )
     columns = align_labels(classifier.labels, loaded.class_names)
-    plan = plan_of(classifier.processor)
+    try:
+        plan = plan_of(classifier.processor)
+    except (TypeError, ValueError, AttributeError) as error:
+        raise BadInputError(
+            f"the model's image processor configuration cannot be used: {error}"
+        ) from None
     processor_geometry = (
         ProcessorGeometry(classifier.processor) if plan.geometry != "torch" else None
     )
@@ -247,3 +252,11 @@ def _predict_halving_on_oom(classifier: Any, pixel_values: Any) -> np.ndarray:
                 _predict_halving_on_oom(classifier, pixel_values[half:]),
             ]
         )
+    except (RuntimeError, ValueError) as error:
+        # The images its own processor makes do not fit the model (an image_size that does
+        # not match, a channel count …): the submitted model is at fault, not evalboard.
+        shape = "x".join(str(d) for d in pixel_values.shape[1:])
+        raise BadInputError(
+            f"the model cannot take the images its image processor makes ({shape}): "
+            f"{str(error)[:300]}"
+        ) from None

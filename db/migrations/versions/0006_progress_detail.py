@@ -1,4 +1,4 @@
-"""progress detail and losses: what a running submission's progress counts, how it died
+"""progress detail: what a running submission's progress counts
 
 Revision ID: 0006
 Revises: 0005
@@ -19,10 +19,8 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("submissions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("progress_detail", sa.JSON(), nullable=True))
-        batch_op.add_column(sa.Column("losses", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("submissions", schema=None) as batch_op:
-        batch_op.drop_column("losses")
         batch_op.drop_column("progress_detail")
