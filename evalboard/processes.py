@@ -9,6 +9,7 @@ training resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -126,8 +127,10 @@ def run_up(settings: Settings, *, port: int, address: str = "localhost") -> int:
     resumed = resume_interrupted(settings)
     if resumed:
         print(f"resuming interrupted submissions {resumed}", flush=True)
-    dashboard = subprocess.Popen(dashboard_command(port, address), env=env)
-    worker = subprocess.Popen(worker_command(settings, beat=True), env=env)
+    # Each child leads its own process group, so that stopping one stops what it started too
+    # (a prefork child left running would go on heartbeating a job nobody will finish).
+    dashboard = subprocess.Popen(dashboard_command(port, address), env=env, start_new_session=True)
+    worker = subprocess.Popen(worker_command(settings, beat=True), env=env, start_new_session=True)
     stopping = False
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -156,12 +159,15 @@ def run_up(settings: Settings, *, port: int, address: str = "localhost") -> int:
             if restart:
                 print(f"{restart}: restarting it", flush=True)
                 terminate([worker])
-                worker = subprocess.Popen(worker_command(settings, beat=True), env=env)
+                worker = subprocess.Popen(
+                    worker_command(settings, beat=True), env=env, start_new_session=True
+                )
                 stall = Stall(settings.worker_stall_seconds)
             time.sleep(0.2)
     finally:
+        terminate([worker, dashboard], grace_s=settings.stop_grace_seconds)
+        # What the worker did not finish within the grace time (a finished job is not news).
         interrupted = running_submissions()
-        terminate([worker, dashboard])
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if interrupted:
@@ -175,14 +181,18 @@ def run_up(settings: Settings, *, port: int, address: str = "localhost") -> int:
     return exit_code
 
 
-def terminate(children: list[subprocess.Popen[bytes]]) -> None:
+def terminate(children: list[subprocess.Popen[bytes]], grace_s: float = STOP_GRACE_S) -> None:
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
+    deadline = time.monotonic() + grace_s
     for child in children:
         try:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+        try:  # whatever it started and left behind
+            os.killpg(child.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass

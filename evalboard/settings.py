@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = 10.0
     # evalboard up restarts its worker when queued work waits this long while nothing runs.
     worker_stall_seconds: float = Field(default=120.0, gt=0)
+    # On Ctrl-C, evalboard up gives running jobs this long to finish before it stops them.
+    stop_grace_seconds: float = Field(default=20.0, ge=0)
     dashboard_port: int = 8501
     # Time limits per kind of job (seconds): the soft one ends the job with ``timeout``.
     eval_time_limit: float = 2 * 3600

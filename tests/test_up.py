@@ -144,6 +144,7 @@ def test_stopping_up_names_the_interrupted_submissions_and_the_next_up_resumes_t
     monkeypatch,
 ) -> None:  # fmt: skip
     monkeypatch.setenv("EVALBOARD_EVAL_BATCH_SIZE", "1")  # a long evaluation to interrupt
+    monkeypatch.setenv("EVALBOARD_STOP_GRACE_SECONDS", "1")  # stopped before it can finish
     log_path = tmp_path / "up.log"
     up = Up(log_path)
     try:
