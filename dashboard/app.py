@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import identity
+from dashboard import identity, process
 
 st.set_page_config(page_title="evalboard", page_icon=":material/leaderboard:", layout="wide")
 
@@ -32,3 +32,4 @@ navigation = st.navigation(
 # Rendered before the page, so every page sees the same token and secret.
 identity.sidebar()
 navigation.run()
+process.freeze_startup_objects()  # after the first page has imported what the views need

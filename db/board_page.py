@@ -7,7 +7,7 @@ for the page, so a page of 50 never pays for the whole board.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -19,6 +19,7 @@ from db.leaderboard import (
     display_name,
     rows_of,
     trainings_of,
+    with_dates,
 )
 from db.schemas import LeaderboardRow
 
@@ -53,10 +54,10 @@ class BoardFilters:
             return False
         if self.max_parameters is not None and (count is None or count > self.max_parameters):
             return False
-        when = entry.created_at if entry.created_at.tzinfo else entry.created_at.replace(tzinfo=UTC)
-        if self.since is not None and when < self.since:
+        when = entry.created_at  # read by with_dates when a date filter is set
+        if self.since is not None and when is not None and when < self.since:
             return False
-        if self.until is not None and when >= self.until:
+        if self.until is not None and when is not None and when >= self.until:
             return False
         return self.include_stale or entry.status != "stale"
 
@@ -95,6 +96,8 @@ def board_page(
     """One page of a board: the rows are built only for this page."""
     board = build_board(session, view)
     filters = filters or BoardFilters()
+    if filters.since is not None or filters.until is not None:
+        with_dates(session, board.entries)
     kept = [entry for entry in board.entries if filters.keep(entry)]
     pages = max(1, -(-len(kept) // page_size))
     page = min(max(1, page), pages)
@@ -137,4 +140,6 @@ def filtered_rows(
     """Every row that passes the filters, for an export of the view as it is shown."""
     board = build_board(session, view)
     filters = filters or BoardFilters()
+    if filters.since is not None or filters.until is not None:
+        with_dates(session, board.entries)
     return rows_of(session, board, [entry for entry in board.entries if filters.keep(entry)])

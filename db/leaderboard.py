@@ -10,12 +10,12 @@ lineage) are built only for the rows asked for, so a page of 50 never pays for 2
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import and_, case, false, func, or_, select
+from sqlalchemy import exists, func, select, union_all
 from sqlalchemy.orm import Session
 
 from db.models import DatasetRef, ModelRef, Moderation, Result, Submission
@@ -66,17 +66,19 @@ class Entry:
     spec_version: str
     model_revision: str
     dataset_fingerprint: str
-    created_at: datetime
     model: str
     model_source: str
     lineage_submission_id: int | None
     architecture: str | None
     parameter_count: int | None
     submitter: str
+    current_revision: str | None  # the model's revision seen most recently
     baseline: bool
+    # When it was measured: read only for the rows shown or a date filter (``with_dates``).
+    created_at: datetime | None = None
     rank: int | None = None
     status: str = "ranked"  # ranked | stale | baseline
-    stale_reasons: list[str] = field(default_factory=list)
+    stale_reasons: Sequence[str] = ()
     overlaps_previous: bool = False  # its interval overlaps the ranked row above it
 
     @property
@@ -119,62 +121,62 @@ def _chunks(values: Sequence[Any]) -> Iterable[list[Any]]:
         yield list(values[start : start + IN_CHUNK])
 
 
-def current_revisions(session: Session, names: Sequence[str]) -> dict[str, str]:
-    """Model name → the revision seen most recently."""
-    seen = func.coalesce(ModelRef.last_seen_at, ModelRef.created_at)
-    newest: dict[str, tuple[Any, int, str]] = {}
-    for chunk in _chunks(sorted(set(names))):
-        rows = session.execute(
-            select(ModelRef.name, seen, ModelRef.id, ModelRef.resolved_revision).where(
-                ModelRef.name.in_(chunk)
-            )
-        )
-        for name, when, ref_id, revision in rows:
-            key = (when, ref_id, revision)
-            if name not in newest or key[:2] > newest[name][:2]:
-                newest[name] = key
-    return {name: key[2] for name, key in newest.items()}
-
-
 def view_entries(session: Session, view: BoardView, *, include_hidden: bool = False) -> list[Entry]:
-    """The newest visible result of each model in the view, and every baseline result."""
+    """The newest visible result of each model in the view, and every baseline result.
+
+    One query: the view's range of the covering index ``ix_results_board`` numbered newest
+    first per model (a window function, on SQLite and PostgreSQL alike), joined to the few
+    columns a row needs. Only the rows of the board come back, as Core rows, not ORM objects.
+    """
+    connection = session.connection()
     dataset_ids = list(
-        session.scalars(
+        connection.execute(
             select(DatasetRef.id).where(
                 DatasetRef.name == view.dataset, DatasetRef.config == view.config
             )
-        )
+        ).scalars()
     )
     if not dataset_ids:
         return []
-    visible = [
+    in_view = [
         Result.dataset_id.in_(dataset_ids),
         Result.split == view.split,
         Result.metric == view.metric.name,
         Result.spec_name == view.spec.name,
         Result.task == view.spec.task,
     ]
+
+    def marked(flag: Any) -> Any:
+        return exists().where(Moderation.submission_id == Result.submission_id, flag.is_(True))
+
     if not include_hidden:
-        visible.append(or_(Moderation.hidden.is_(None), Moderation.hidden == false()))
-    is_baseline = func.coalesce(Moderation.baseline, false())
+        in_view.append(~marked(Moderation.hidden))
     newest = (
         select(
-            Result.id.label("result_id"),
-            is_baseline.label("baseline"),
+            Result.id.label("id"),
             func.row_number()
             .over(
-                # The newest result per model; every baseline result is a row of its own.
-                partition_by=(ModelRef.name, case((is_baseline, Result.id), else_=0)),
+                partition_by=Result.model_name,
                 order_by=(Result.created_at.desc(), Result.id.desc()),
             )
-            .label("recency"),
+            .label("newest"),
         )
-        .join(ModelRef, Result.model_id == ModelRef.id)
-        .outerjoin(Moderation, Moderation.submission_id == Result.submission_id)
-        .where(and_(*visible))
+        .where(*in_view, ~marked(Moderation.baseline))
         .subquery()
     )
-    query = (
+    chosen = union_all(
+        select(newest.c.id).where(newest.c.newest == 1),
+        select(Result.id).where(*in_view, marked(Moderation.baseline)),
+    ).subquery()
+    newest_revision = (
+        select(ModelRef.resolved_revision)
+        .where(ModelRef.name == Result.model_name)
+        .order_by(ModelRef.last_seen_at.desc(), ModelRef.id.desc())
+        .limit(1)
+        .correlate(Result)
+        .scalar_subquery()
+    )
+    details = (
         select(
             Result.id,
             Result.submission_id,
@@ -186,35 +188,45 @@ def view_entries(session: Session, view: BoardView, *, include_hidden: bool = Fa
             Result.spec_version,
             Result.model_revision,
             Result.dataset_fingerprint,
-            Result.created_at,
             ModelRef.name,
             ModelRef.source,
             ModelRef.lineage_submission_id,
             ModelRef.architecture,
             ModelRef.parameter_count,
             Submission.submitter,
-            newest.c.baseline,
+            newest_revision,
+            marked(Moderation.baseline),
         )  # fmt: skip
-        .join(newest, Result.id == newest.c.result_id)
         .join(ModelRef, Result.model_id == ModelRef.id)
         .join(Submission, Result.submission_id == Submission.id)
-        .where(newest.c.recency == 1)
+        .where(Result.id.in_(select(chosen.c.id)))
     )
-    return [Entry(*row) for row in session.execute(query)]  # type: ignore[call-arg]
+    return [Entry(*row) for row in connection.execute(details)]  # type: ignore[call-arg]
+
+
+def with_dates(session: Session, entries: Sequence[Entry]) -> None:
+    """Read when each entry was measured (the rows shown, or all of them for a date filter)."""
+    missing = {entry.result_id: entry for entry in entries if entry.created_at is None}
+    for chunk in _chunks(list(missing)):
+        for result_id, created_at in session.connection().execute(
+            select(Result.id, Result.created_at).where(Result.id.in_(chunk))
+        ):
+            when = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)
+            missing[result_id].created_at = when
 
 
 def stale_reasons(
     entry: Entry, *, spec_version: str, fingerprint: str | None, revision: str | None
-) -> list[str]:
+) -> tuple[str, ...]:
     """Why a result no longer measures the model as it is: empty when it is current."""
-    reasons = []
+    reasons: list[str] = []
     if entry.spec_version != spec_version:
         reasons.append(f"spec version {entry.spec_version} (current {spec_version})")
     if fingerprint is not None and entry.dataset_fingerprint != fingerprint:
         reasons.append("dataset changed since")
     if revision is not None and entry.model_revision != revision:
         reasons.append("model changed since")
-    return reasons
+    return tuple(reasons)
 
 
 def build_board(session: Session, view: BoardView, *, include_hidden: bool = False) -> Board:
@@ -223,14 +235,13 @@ def build_board(session: Session, view: BoardView, *, include_hidden: bool = Fal
     if not entries:
         return Board(view, [])
     fingerprint = current_fingerprint(session, view.dataset, view.config)
-    revisions = current_revisions(session, [entry.model for entry in entries])
     current, stale = [], []
     for entry in entries:
         entry.stale_reasons = stale_reasons(
             entry,
             spec_version=view.spec.version,
             fingerprint=fingerprint,
-            revision=revisions.get(entry.model),
+            revision=entry.current_revision,
         )
         if entry.baseline:
             entry.status = "baseline"
@@ -243,7 +254,8 @@ def build_board(session: Session, view: BoardView, *, include_hidden: bool = Fal
     higher = view.metric.higher_is_better
 
     def order(entry: Entry) -> tuple[Any, ...]:
-        return (-entry.value if higher else entry.value, entry.created_at, entry.result_id)
+        # Result ids grow with time: equal values keep the earlier result first.
+        return (-entry.value if higher else entry.value, entry.result_id)
 
     current.sort(key=order)
     stale.sort(key=order)
@@ -322,6 +334,7 @@ def model_display_name(session: Session, model: str) -> str:
 
 def rows_of(session: Session, board: Board, entries: Sequence[Entry]) -> list[LeaderboardRow]:
     """Full rows (every metric of the spec, lineage, display names) for ``entries``."""
+    with_dates(session, entries)
     metrics = metrics_of(session, [entry.submission_id for entry in entries])
     trainings = trainings_of(session, [e.lineage_submission_id for e in entries])
     view = board.view
@@ -369,7 +382,7 @@ def rows_of(session: Session, board: Board, entries: Sequence[Entry]) -> list[Le
                 training_parameters=(
                     dict(training.parameters or {}).get("training") if training else None
                 ),
-                evaluated_at=entry.created_at,
+                evaluated_at=entry.created_at or datetime.now(UTC),
             )
         )
     return rows

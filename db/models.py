@@ -57,6 +57,8 @@ class ModelRef(Base):
     __tablename__ = "model_refs"
     __table_args__ = (
         UniqueConstraint("source", "name", "resolved_revision", name="uq_model_refs_identity"),
+        # The model's current revision: its newest last_seen_at, one index probe per name.
+        Index("ix_model_refs_name_seen", "name", "last_seen_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -153,15 +155,28 @@ class Result(Base):
     __tablename__ = "results"
     __table_args__ = (
         UniqueConstraint("submission_id", "metric", name="uq_results_submission_metric"),
-        # The leaderboard's one range scan: a view's rows of one metric, newest first.
+        # The leaderboard's one range scan: a view's rows of one metric, by model and date; it
+        # covers numbering the newest result per model: no table lookup, no sort.
         Index(
-            "ix_results_view", "dataset_id", "split", "metric", "spec_name", "task", "created_at"
+            "ix_results_board",
+            "dataset_id",
+            "split",
+            "metric",
+            "spec_name",
+            "task",
+            "model_name",
+            "created_at",
+            "submission_id",  # for the moderation marks
+            "id",  # implicit on SQLite; PostgreSQL answers from the index alone
         ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
     model_id: Mapped[int] = mapped_column(ForeignKey("model_refs.id"))
+    # The model's name, copied from model_refs when the result is stored (never changes): the
+    # leaderboard groups a view's results by it without a join.
+    model_name: Mapped[str] = mapped_column(String(1024))
     dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset_refs.id"))
     task: Mapped[str] = mapped_column(String(64))
     split: Mapped[str] = mapped_column(String(255))

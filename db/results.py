@@ -65,6 +65,7 @@ def complete_submission(
             Result(
                 submission_id=submission.id,
                 model_id=submission.model_id,
+                model_name=submission.model.name,
                 dataset_id=submission.dataset_id,
                 task=submission.task,
                 split=split,
