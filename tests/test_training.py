@@ -253,8 +253,10 @@ def test_a_training_whose_final_evaluation_outlasts_the_stale_limit_is_not_reque
     from db.training import get_training_run
     from worker.scheduling.reaper import reap_stale
 
-    limit_s = 2.0  # heartbeats every 1 s here
-    monkeypatch.setenv("EVALBOARD_EVAL_BATCH_SIZE", "1")  # a final evaluation of many steps
+    # Heartbeats every 0.2 s and a stale limit of 0.8 s: the final evaluation (about 2 s on
+    # the train split) outlasts the limit several times over.
+    limit_s = 0.8
+    monkeypatch.setenv("EVALBOARD_HEARTBEAT_SECONDS", "0.2")
     start_worker()
     submission_id = submit(
         EvaluationInput(model=str(base_models["resnet-22k"]), dataset=str(digits.imagefolder)),
