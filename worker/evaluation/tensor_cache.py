@@ -102,6 +102,9 @@ class Writer:
             shutil.rmtree(self.folder, ignore_errors=True)
             return
         (target / "used").touch()
+        for name in files:  # checksummed just now: this process need not read them again
+            stat = (target / name).stat()
+            _verified.add((str(target / name), stat.st_mtime_ns, stat.st_size))
         self.cache.evict(keep=self.key)
 
     def abort(self) -> None:
@@ -133,7 +136,9 @@ class TensorCache:
                     if _crc(folder / name) != expected["crc32"]:
                         raise ValueError(f"{name} does not match its checksum")
                     _verified.add(marker)
-            images = np.load(folder / "images.npy", mmap_mode="r")[: meta["count"]]
+            # Copy-on-write: torch takes the pages as they are (it refuses read-only arrays),
+            # and nothing written to them could reach the file.
+            images = np.load(folder / "images.npy", mmap_mode="c")[: meta["count"]]
             labels = np.load(folder / "labels.npy")
             if len(images) != meta["count"] or len(labels) != meta["count"]:
                 raise ValueError("counts do not match")
