@@ -13,12 +13,28 @@ from dashboard import identity, process
 
 st.set_page_config(page_title="evalboard", page_icon=":material/leaderboard:", layout="wide")
 
+# The default page is served at "/" but still reserves a pathname of its own, which it does
+# not serve: "home" here, so that "/leaderboard" can be the alias below.
+leaderboard = st.Page(
+    "views/leaderboard.py",
+    title="Leaderboard",
+    icon=":material/leaderboard:",
+    default=True,
+    url_path="home",
+)
+
+
+def leaderboard_by_name() -> None:
+    """``/leaderboard``: the leaderboard is the home page (``/``); a link or a typed URL that
+    names it lands there, query string and all, instead of on "Page not found"."""
+    st.switch_page(leaderboard, query_params=st.query_params.to_dict())
+
+
 navigation = st.navigation(
     [
-        st.Page(
-            "views/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:",
-            url_path="leaderboard", default=True,
-        ),
+        leaderboard,
+        st.Page(leaderboard_by_name, title="Leaderboard", url_path="leaderboard",
+                visibility="hidden"),
         st.Page("views/model.py", title="Models", icon=":material/model_training:",
                 url_path="model"),
         st.Page("views/submit.py", title="Submit", icon=":material/upload:", url_path="submit"),

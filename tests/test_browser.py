@@ -198,3 +198,10 @@ def test_submit_in_the_browser_see_it_ranked_open_its_page_and_reload_a_deep_lin
     settled(driver)
     assert "Who you are" in text_of(driver) and "Submissions" in text_of(driver)
     shot(driver, "06-submissions-deep-link")
+    # The leaderboard by its name, as people type it: the home page, with the view it names.
+    driver.get(f"{dashboard.url}/leaderboard?metric=f1_macro")  # type: ignore[attr-defined]
+    settled(driver)
+    wait_text(driver, "1 ranked")
+    assert "Page not found" not in text_of(driver)
+    assert "Ranked by f1_macro" in text_of(driver)
+    shot(driver, "07-leaderboard-by-name")
