@@ -58,7 +58,7 @@ class ModelRef(Base):
     __table_args__ = (
         UniqueConstraint("source", "name", "resolved_revision", name="uq_model_refs_identity"),
         # The model's current revision: its newest last_seen_at, one index probe per name.
-        Index("ix_model_refs_name_seen", "name", "last_seen_at"),
+        Index("ix_model_refs_name_seen", "name", "last_seen_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -43,7 +43,9 @@ def upgrade() -> None:
         )
     op.execute("UPDATE model_refs SET last_seen_at = created_at WHERE last_seen_at IS NULL")
     with op.batch_alter_table("model_refs", schema=None) as batch_op:
-        batch_op.create_index("ix_model_refs_name_seen", ["name", "last_seen_at"], unique=False)
+        batch_op.create_index(
+            "ix_model_refs_name_seen", ["name", "last_seen_at", "id"], unique=False
+        )
 
 
 def downgrade() -> None:
