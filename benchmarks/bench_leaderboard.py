@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import insert, select  # noqa: E402
 
 from db.board_page import board_page  # noqa: E402
-from db.leaderboard import board_view, build_board, leaderboard_rows  # noqa: E402
+from db.board_rows import leaderboard_rows  # noqa: E402
+from db.leaderboard import board_view, build_board  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from db.models import DatasetRef, ModelRef, Result, Submission  # noqa: E402
 from db.session import dispose_engines, get_engine, session_scope  # noqa: E402

@@ -8,7 +8,7 @@ import streamlit as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db import leaderboard, submissions
+from db import board_rows, leaderboard, submissions
 from db.board_page import BoardFilters, BoardPage, board_page, filtered_rows
 from db.models import Submission
 from db.session import session_scope
@@ -193,4 +193,4 @@ def clear_leaderboard_reads() -> None:
 def display_name_of(model: str) -> str:
     """The name a model's leaderboard rows show: Hub id, folder name, or "… fine-tuned"."""
     with session_scope() as session:
-        return leaderboard.model_display_name(session, model)
+        return board_rows.model_display_name(session, model)

@@ -12,15 +12,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from db.leaderboard import (
-    BoardView,
-    Entry,
-    build_board,
-    display_name,
-    rows_of,
-    trainings_of,
-    with_dates,
-)
+from db.board_rows import display_name, rows_of, trainings_of
+from db.leaderboard import BoardView, Entry, build_board, with_dates
 from db.schemas import LeaderboardRow
 
 

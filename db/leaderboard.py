@@ -3,8 +3,9 @@
 Only results of the spec's current version, on the dataset's current fingerprint and the
 model's current revision, are ranked; a model whose latest result is older is shown as stale
 (with why) until it is re-evaluated. Baselines are always shown and never ranked; hidden
-results are left out. One indexed range scan finds a view's rows; full rows (every metric,
-lineage) are built only for the rows asked for, so a page of 50 never pays for 2,000.
+results are left out. One indexed range scan finds a view's rows; ``db.board_rows`` builds
+full rows (every metric, lineage) only for the rows asked for, so a page of 50 never pays for
+2,000.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from sqlalchemy import exists, func, select, union_all
 from sqlalchemy.orm import Session
 
 from db.models import DatasetRef, ModelRef, Moderation, Result, Submission
-from db.schemas import LeaderboardRow
 from evalboard import catalog
 
 IN_CHUNK = 900  # ids per IN (...) list: under every backend's parameter limit
@@ -116,7 +116,7 @@ def current_fingerprint(session: Session, dataset: str, config: str) -> str | No
     )
 
 
-def _chunks(values: Sequence[Any]) -> Iterable[list[Any]]:
+def chunks(values: Sequence[Any]) -> Iterable[list[Any]]:
     for start in range(0, len(values), IN_CHUNK):
         yield list(values[start : start + IN_CHUNK])
 
@@ -207,7 +207,7 @@ def view_entries(session: Session, view: BoardView, *, include_hidden: bool = Fa
 def with_dates(session: Session, entries: Sequence[Entry]) -> None:
     """Read when each entry was measured (the rows shown, or all of them for a date filter)."""
     missing = {entry.result_id: entry for entry in entries if entry.created_at is None}
-    for chunk in _chunks(list(missing)):
+    for chunk in chunks(list(missing)):
         for result_id, created_at in session.connection().execute(
             select(Result.id, Result.created_at).where(Result.id.in_(chunk))
         ):
@@ -284,21 +284,6 @@ def _overlap(above: Entry, below: Entry) -> bool:
     return max(above.ci_low, below.ci_low) <= min(above.ci_high, below.ci_high)
 
 
-def metrics_of(
-    session: Session, submission_ids: Sequence[int]
-) -> dict[int, dict[str, tuple[float, float | None, float | None]]]:
-    """Submission id → metric → (value, interval low, interval high)."""
-    found: dict[int, dict[str, tuple[float, float | None, float | None]]] = {}
-    for chunk in _chunks(list(submission_ids)):
-        for submission_id, metric, value, low, high in session.execute(
-            select(
-                Result.submission_id, Result.metric, Result.value, Result.ci_low, Result.ci_high
-            ).where(Result.submission_id.in_(chunk))
-        ):
-            found.setdefault(submission_id, {})[metric] = (value, low, high)
-    return found
-
-
 def readable_name(name: str, source: str) -> str:
     """A name without the path: the Hub id, or the folder's own name (``run-N`` for a trained
     model's ``artifacts/run-N/model`` folder)."""
@@ -308,117 +293,6 @@ def readable_name(name: str, source: str) -> str:
     if path.name == "model" and path.parent.name.startswith("run-"):
         return path.parent.name
     return path.name or name
-
-
-def display_name(entry: Entry, training: Submission | None) -> str:
-    """The Hub id, the folder's name, or "<base> fine-tuned (run N)" for a trained model."""
-    if entry.lineage_submission_id is None:
-        return entry.folder_name
-    base = _short(training.model.name) if training is not None else "a model"
-    return f"{base} fine-tuned (run {entry.lineage_submission_id})"
-
-
-def model_display_name(session: Session, model: str) -> str:
-    """The display name of a model, as its leaderboard rows show it."""
-    ref = session.scalars(
-        select(ModelRef).where(ModelRef.name == model).order_by(ModelRef.id.desc()).limit(1)
-    ).first()
-    if ref is None:
-        return model
-    if ref.lineage_submission_id is None:
-        return readable_name(ref.name, ref.source)
-    training = session.get(Submission, ref.lineage_submission_id)
-    base = _short(training.model.name) if training is not None else "a model"
-    return f"{base} fine-tuned (run {ref.lineage_submission_id})"
-
-
-def rows_of(session: Session, board: Board, entries: Sequence[Entry]) -> list[LeaderboardRow]:
-    """Full rows (every metric of the spec, lineage, display names) for ``entries``."""
-    with_dates(session, entries)
-    metrics = metrics_of(session, [entry.submission_id for entry in entries])
-    trainings = trainings_of(session, [e.lineage_submission_id for e in entries])
-    view = board.view
-    rows = []
-    for entry in entries:
-        training = trainings.get(entry.lineage_submission_id or -1)
-        base_model = training.model.name if training is not None else None
-        display = display_name(entry, training)
-        own = metrics.get(entry.submission_id, {})
-        rows.append(
-            LeaderboardRow(
-                rank=entry.rank,
-                model=entry.model,
-                display_name=display,
-                revision=entry.model_revision,
-                source=entry.source,
-                value=entry.value,
-                ci_low=entry.ci_low,
-                ci_high=entry.ci_high,
-                metric=view.metric.name,
-                metrics={name: own[name][0] for name in view.spec.metrics if name in own},
-                intervals={
-                    name: [own[name][1], own[name][2]]
-                    for name in view.spec.metrics
-                    if name in own and own[name][1] is not None
-                },
-                n_samples=entry.n_samples,
-                submission_id=entry.submission_id,
-                model_source=entry.model_source,
-                higher_is_better=view.metric.higher_is_better,
-                dataset=view.dataset,
-                config=view.config,
-                split=view.split,
-                dataset_fingerprint=entry.dataset_fingerprint,
-                spec_name=entry.spec_name,
-                spec_version=entry.spec_version,
-                status=entry.status,
-                stale_reasons=entry.stale_reasons,
-                overlaps_previous=entry.overlaps_previous,
-                architecture=entry.architecture,
-                parameter_count=entry.parameter_count,
-                submitter=entry.submitter,
-                lineage_submission_id=entry.lineage_submission_id,
-                base_model=base_model,
-                training_parameters=(
-                    dict(training.parameters or {}).get("training") if training else None
-                ),
-                evaluated_at=entry.created_at or datetime.now(UTC),
-            )
-        )
-    return rows
-
-
-def _short(name: str) -> str:
-    path = PurePosixPath(name)
-    return name if not name.startswith("/") else path.name
-
-
-def trainings_of(session: Session, ids: Iterable[int | None]) -> dict[int, Submission]:
-    wanted = sorted({i for i in ids if i is not None})
-    found: dict[int, Submission] = {}
-    for chunk in _chunks(wanted):
-        for submission in session.scalars(select(Submission).where(Submission.id.in_(chunk))):
-            found[submission.id] = submission
-    return found
-
-
-def leaderboard_rows(
-    session: Session,
-    *,
-    dataset: str,
-    split: str,
-    metric: str | None = None,
-    config: str = "default",
-    task: str = catalog.IMAGE_CLASSIFICATION,
-    spec_name: str | None = None,
-) -> list[LeaderboardRow]:
-    """Every row of the view: ranked and baseline rows by value, then stale ones."""
-    view = board_view(
-        dataset=dataset, split=split, metric=metric, config=config, task=task,
-        spec_name=spec_name,
-    )  # fmt: skip
-    board = build_board(session, view)
-    return rows_of(session, board, board.entries)
 
 
 def model_rank(

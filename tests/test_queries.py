@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from db import submissions as queries
-from db.leaderboard import leaderboard_rows
+from db.board_rows import leaderboard_rows
 from db.models import Submission, utcnow
 from db.results import complete_submission
 from db.schemas import DatasetRefCreate, MetricResult, ModelRefCreate, SubmissionCreate

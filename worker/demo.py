@@ -173,7 +173,7 @@ def run_demo(settings: Any, *, start_worker: bool = True, as_json: bool = False)
     import sys
     import time
 
-    from db.leaderboard import leaderboard_rows
+    from db.board_rows import leaderboard_rows
     from db.session import session_scope
     from db.submissions import get_submission
     from evalboard.output import leaderboard_text

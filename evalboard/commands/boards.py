@@ -11,7 +11,8 @@ from evalboard.settings import get_settings
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from db.leaderboard import board_view, leaderboard_rows
+    from db.board_rows import leaderboard_rows
+    from db.leaderboard import board_view
     from db.session import session_scope
 
     view = board_view(  # an unknown task, spec or metric is named before any query
