@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from db import board_rows, leaderboard, submissions
 from db.board_page import BoardFilters, BoardPage, board_page, filtered_rows
-from db.models import Submission
+from db.models import Result, Submission
 from db.session import session_scope
 from evalboard.reports import submission_report
 
@@ -67,15 +67,23 @@ def leaderboard_export(
 def recent_submissions(limit: int = 100, submitter: str | None = None) -> list[dict[str, Any]]:
     """The newest submissions first (only ``submitter``'s when given), with queue positions."""
     with session_scope() as session:
-        return [
-            submission_row(session, submission)
-            for submission in submissions.list_submissions(
-                session, limit=limit, submitter=submitter
+        listed = submissions.list_submissions(session, limit=limit, submitter=submitter)
+        # An evaluation may leave the split to the spec: show the one it measured.
+        measured = dict(
+            session.execute(
+                select(Result.submission_id, Result.split)
+                .where(Result.submission_id.in_([s.id for s in listed]))
+                .distinct()
             )
-        ]
+            .tuples()
+            .all()
+        )
+        return [submission_row(session, s, measured.get(s.id)) for s in listed]
 
 
-def submission_row(session: Session, submission: Submission) -> dict[str, Any]:
+def submission_row(
+    session: Session, submission: Submission, measured_split: str | None = None
+) -> dict[str, Any]:
     """One submission as a table row."""
     return {
         "id": submission.id,
@@ -85,7 +93,7 @@ def submission_row(session: Session, submission: Submission) -> dict[str, Any]:
         "queue_position": submissions.queue_position(session, submission),
         "model": submission.model.name,
         "dataset": submission.dataset.name,
-        "split": submission.split,
+        "split": submission.split or measured_split,
         "submitter": submission.submitter,
         "failure_category": submission.failure_category,
         "failure_message": submission.failure_message,

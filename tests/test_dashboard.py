@@ -224,6 +224,17 @@ def test_submissions_page_shows_progress_and_queue_positions(evalboard_home: Pat
     assert progress_bars[0].proto.value == 40
 
 
+def test_submissions_page_shows_the_split_an_evaluation_measured(evalboard_home: Path) -> None:
+    measured = record_result("left-to-the-spec", 0.9, split="validation")  # no split asked for
+    waiting = new_submission("still-queued")
+
+    at = page("submissions.py").run()
+
+    table = at.dataframe[0].value.set_index("id")
+    assert table.loc[measured, "split"] == "validation"
+    assert table.loc[waiting, "split"] == ""  # not chosen yet: an empty cell
+
+
 def test_cancel_marks_a_queued_submission_cancelled(evalboard_home: Path) -> None:
     keep = new_submission("keep-me")
     cancel = new_submission(SCRIPT_TAG)
