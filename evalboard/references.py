@@ -55,8 +55,9 @@ class ResolvedDataset:
         return None if self.config == "default" else self.config
 
 
-def check_reference_text(reference: str, *, what: str) -> str:
-    """A reference as typed: stripped, UTF-8, no NUL byte, short enough to be stored."""
+def check_reference_text(reference: str, *, what: str, limit: int = MAX_REFERENCE_LENGTH) -> str:
+    """Text as typed: stripped, UTF-8, no NUL byte, short enough to be stored (what the
+    database would refuse; lone surrogates come from a command line in another encoding)."""
     if "\x00" in reference:
         raise BadInputError(f"{what} contains a NUL byte")
     try:
@@ -64,8 +65,8 @@ def check_reference_text(reference: str, *, what: str) -> str:
     except UnicodeEncodeError:
         raise BadInputError(f"{what} is not valid UTF-8 text") from None
     reference = reference.strip()
-    if len(reference) > MAX_REFERENCE_LENGTH:
-        raise BadInputError(f"{what} is longer than {MAX_REFERENCE_LENGTH} characters")
+    if len(reference) > limit:
+        raise BadInputError(f"{what} is longer than {limit} characters")
     return reference
 
 

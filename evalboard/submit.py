@@ -22,7 +22,13 @@ from evalboard import catalog
 from evalboard.access import authenticate
 from evalboard.contents import check_dataset_files, printable
 from evalboard.errors import BadInputError, EvalboardError, FailureCategory, RefusedError
-from evalboard.references import ResolvedDataset, ResolvedModel, resolve_dataset, resolve_model
+from evalboard.references import (
+    ResolvedDataset,
+    ResolvedModel,
+    check_reference_text,
+    resolve_dataset,
+    resolve_model,
+)
 from evalboard.settings import Settings, get_settings
 from evalboard.training_params import TrainingParams
 from evalboard.webhooks import validate_webhook_url
@@ -67,22 +73,13 @@ class Resolved:
 
 
 def _text(value: str | None, what: str, *, limit: int = MAX_NAME_LENGTH) -> str | None:
-    """Strip a free-text field; refuse what the database would refuse: NUL bytes, text that is
-    not UTF-8 (lone surrogates, from a command line in another encoding), long strings."""
+    """Strip a free-text field; refuse what the database would refuse (see
+    ``check_reference_text``)."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise BadInputError(f"{what} must be text, not {type(value).__name__}")
-    if "\x00" in value:
-        raise BadInputError(f"{what} contains a NUL byte")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadInputError(f"{what} is not valid UTF-8 text") from None
-    value = value.strip()
-    if len(value) > limit:
-        raise BadInputError(f"{what} is longer than {limit} characters")
-    return value
+    return check_reference_text(value, what=what, limit=limit)
 
 
 def prepare(
