@@ -91,6 +91,36 @@ def configure(app: Celery, settings: Settings) -> None:
     )
 
 
+def declare_queues(target: Celery | None = None, attempts: int = 5) -> None:
+    """Create the broker's queues, however many processes do it at once.
+
+    kombu's SQL transport (the embedded broker) creates a queue's row on first use and guards
+    that only within one process: a worker starting while a submitter sends its first task can
+    both insert ``eval`` (``UNIQUE constraint failed: kombu_queue.name``), and the loser's send
+    fails. Declaring up front (``evalboard migrate``, a worker's start, a process's first send)
+    and taking the other's row on a conflict closes that. Redis needs nothing.
+    """
+    from kombu import Queue
+    from sqlalchemy.exc import SQLAlchemyError
+
+    celery = target or app
+    if not str(celery.conf.broker_url).startswith("sqla+"):
+        return
+    with celery.connection_for_write() as connection:
+        channel = connection.default_channel
+        for name in ALL_QUEUES:
+            for attempt in range(attempts):
+                try:
+                    Queue(name, channel=channel).declare()
+                    break
+                except SQLAlchemyError:
+                    # The other process's insert won (or the table was being created): start
+                    # over in a fresh transaction, where its row is visible.
+                    channel.session.rollback()
+                    if attempt == attempts - 1:
+                        raise
+
+
 def create_app(settings: Settings | None = None) -> Celery:
     app = Celery("evalboard")
     configure(app, settings or get_settings())
@@ -100,6 +130,13 @@ def create_app(settings: Settings | None = None) -> Celery:
 app = create_app()
 
 
+_declared = False
+
+
 def send(task_name: str, *args: Any, **kwargs: Any) -> str:
     """Send a task by name; returns the Celery task id."""
+    global _declared
+    if not _declared:
+        declare_queues()
+        _declared = True
     return str(app.send_task(task_name, args=list(args), kwargs=kwargs).id)

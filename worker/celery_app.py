@@ -17,6 +17,7 @@ from evalboard.queue import (  # noqa: F401 - the names `celery -A` and the test
     TRAIN_TASK,
     app,
     configure,
+    declare_queues,
 )
 
 app.conf.imports = ("worker.tasks",)
@@ -29,3 +30,9 @@ def _limit_memory(**_kwargs: Any) -> None:
     from worker.limits import limit_child_memory
 
     limit_child_memory()
+
+
+@signals.worker_init.connect
+def _declare_queues(**_kwargs: Any) -> None:
+    """The worker's queues exist before its consumer looks for them (see ``declare_queues``)."""
+    declare_queues()

@@ -23,9 +23,11 @@ def secret_of(args: argparse.Namespace) -> str | None:
 
 def migrate() -> None:
     from db.migrate import upgrade
+    from evalboard.queue import declare_queues
 
     get_settings().ensure_home()
     upgrade()
+    declare_queues()
 
 
 def report_of(
