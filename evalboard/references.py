@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalboard import contents
+from evalboard import contents, dataset_files, model_files
 from evalboard.errors import BadInputError, NotFoundError, RefusedError
 from evalboard.settings import Settings
 
@@ -181,7 +181,7 @@ def check_model_folder(folder: Path, settings: Settings, *, root: Path | None = 
             )
         if not allow_pickle:
             raise BadInputError(f"model folder {str(folder)!r} has no .safetensors weights")
-    contents.check_model_files(folder, settings, root=root)
+    model_files.check_model_files(folder, settings, root=root)
 
 
 def resolve_model(
@@ -231,7 +231,7 @@ def resolve_dataset(
     if looks_like_path(reference):
         path = resolve_local_path(reference, settings, what="dataset")
         local_format = detect_local_dataset_format(path)
-        contents.check_dataset_files(path, local_format)
+        dataset_files.check_dataset_files(path, local_format)
         return ResolvedDataset(
             "local", str(path), config_name, revision, content_hash(path), local_format
         )

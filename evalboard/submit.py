@@ -20,7 +20,8 @@ from db.schemas import DatasetRefCreate, ModelRefCreate, SubmissionCreate
 from db.session import locked_scope, session_scope
 from evalboard import catalog
 from evalboard.access import authenticate
-from evalboard.contents import check_dataset_files, printable
+from evalboard.contents import printable
+from evalboard.dataset_files import check_dataset_files
 from evalboard.errors import BadInputError, EvalboardError, FailureCategory, RefusedError
 from evalboard.references import (
     ResolvedDataset,

@@ -122,7 +122,7 @@ def test_an_image_read_from_a_path_must_lie_inside_the_dataset(
     by what is written, then by where links lead."""
     import pyarrow as pa
 
-    from evalboard.contents import check_image_paths
+    from evalboard.dataset_files import check_image_paths
 
     written = data.draw(written_paths(linked_dataset, area))
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])

@@ -22,16 +22,10 @@ from db.models import DatasetRef, ModelRef
 from db.session import session_scope
 from db.submissions import get_submission
 from evalboard import catalog
-from evalboard.contents import (
-    check_dataset_files,
-    check_folder,
-    check_weight_bytes,
-    is_inside,
-    printable,
-    read_safetensors_header,
-    real_path,
-)
+from evalboard.contents import check_folder, is_inside, printable, real_path
+from evalboard.dataset_files import check_dataset_files
 from evalboard.errors import BadInputError, NotFoundError, RefusedError
+from evalboard.model_files import check_weight_bytes, read_safetensors_header
 from evalboard.references import (
     check_model_folder,
     content_hash,

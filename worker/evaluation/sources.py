@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalboard.contents import check_image_paths, check_label_count
+from evalboard.dataset_files import check_image_paths
 from evalboard.errors import BadInputError, NotFoundError
+from evalboard.model_files import check_label_count
 from evalboard.references import ResolvedDataset
 from evalboard.settings import get_settings
 
