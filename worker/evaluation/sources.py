@@ -123,11 +123,14 @@ def load_split(
     label_column: str = "label",
     preference: tuple[str, ...] = ("test", "validation", "train"),
     decode: bool = True,
+    splits: dict[str, Any] | None = None,
 ) -> LoadedSplit:
-    """Load the split, check the column mapping, and make labels integer class ids."""
+    """Load the split, check the column mapping, and make labels integer class ids
+    (``splits``: what ``available_splits`` already found, so files are listed once per job)."""
     import datasets
 
-    splits = available_splits(resolved)
+    if splits is None:
+        splits = available_splits(resolved)
     split_name = choose_split(splits, split, preference)
     dataset = splits[split_name]
     columns = list(dataset.column_names)

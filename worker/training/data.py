@@ -54,6 +54,7 @@ def load_training_data(
         image_column=image_column,
         label_column=label_column,
         decode=False,
+        splits=splits,
     )
     class_names = train.class_names
     counts = _class_counts(train.dataset[label_column], len(class_names))
@@ -70,6 +71,7 @@ def load_training_data(
             image_column=image_column,
             label_column=label_column,
             decode=False,
+            splits=splits,
         )
         return TrainingData(
             train_rows,
