@@ -6,11 +6,9 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import actions, identity
+from dashboard import actions, fields, identity
 from dashboard.hyperparameters import DEFAULTS, bounds, choices, int_bounds
 from dashboard.text import escape_markdown
-from evalboard.errors import EvalboardError
-from evalboard.settings import get_settings
 from evalboard.submit import EvaluationInput
 
 
@@ -38,11 +36,11 @@ def int_input(column: Any, label: str, name: str, **overrides: Any) -> int:
 
 
 st.title("Fine-tune a model")
-allowed = ", ".join(str(path) for path in get_settings().allowed_paths)
 st.caption(
     escape_markdown(
         "The base model is fine-tuned on the train split, validated every epoch, and the best "
-        f"model is evaluated on the test split. Local folders must lie under: {allowed}"
+        f"model is evaluated on the test split. Local folders must lie under: "
+        f"{fields.allowed_paths()}"
     )
 )
 
@@ -51,27 +49,8 @@ identity.show_submitting_as(viewer)
 
 with st.form("submit_training"):
     st.subheader("Base model and data")
-    model_column, revision_column = st.columns(2)
-    model = model_column.text_input(
-        "Base model",
-        key="train_model",
-        placeholder="google/vit-base-patch16-224 or /path/to/model",
-        help="A Hub model id or a local folder saved with save_pretrained (safetensors).",
-    )
-    revision = revision_column.text_input(
-        "Model revision (optional)",
-        key="train_revision",
-        help="Branch, tag or commit; empty means the default branch.",
-    )
-    dataset_column, config_column = st.columns(2)
-    dataset = dataset_column.text_input(
-        "Dataset",
-        key="train_dataset",
-        placeholder="ylecun/mnist or /path/to/dataset",
-        help="A Hub dataset id, or a local imagefolder, parquet file/folder or "
-        "save_to_disk folder.",
-    )
-    config = config_column.text_input("Dataset config (optional)", key="train_config")
+    model, revision = fields.model_fields(*st.columns(2), prefix="train", label="Base model")
+    dataset, config = fields.dataset_fields(*st.columns(2), prefix="train")
     split_columns = st.columns(3)
     train_split = split_columns[0].text_input(
         "Train split", value=DEFAULTS.train_split, key="train_train_split"
@@ -89,14 +68,8 @@ with st.form("submit_training"):
         help="Empty: test, else validation. The trained model is ranked on this split.",
     )
     image_column, label_column, submitter_column = st.columns(3)
-    image = image_column.text_input("Image column", value="image", key="train_image_column")
-    label = label_column.text_input("Label column", value="label", key="train_label_column")
-    submitter = submitter_column.text_input(
-        "Submitter name",
-        value="anonymous",
-        key="train_submitter",
-        help=identity.SUBMITTER_NAME_HELP,
-    )
+    columns = fields.column_fields(image_column, label_column, prefix="train")
+    submitter = fields.submitter_field(submitter_column, prefix="train")
 
     st.subheader("Hyperparameters")
     row = st.columns(4)
@@ -142,23 +115,18 @@ with st.form("submit_training"):
         key="train_augment",
         help="Small random rotations, shifts and brightness changes of training images.",
     )
-    webhook = st.text_input(
-        "Webhook (optional)",
-        key="train_webhook",
-        placeholder="https://example.org/hooks/evalboard",
-        help="An http(s) URL that gets a POST with the outcome when the training ends.",
-    )
+    webhook = fields.webhook_field(st, prefix="train", when="when the training ends")
     submitted = st.form_submit_button("Start training", type="primary")
 
 if submitted:
     evaluation = EvaluationInput(
         model=model,
-        revision=revision.strip() or None,
+        revision=revision,
         dataset=dataset,
-        config=config.strip() or None,
-        columns={"image": image, "label": label},
+        config=config,
+        columns=columns,
         submitter=submitter,
-        webhook=webhook.strip() or None,
+        webhook=webhook,
     )
     training = {
         "train_split": train_split.strip() or DEFAULTS.train_split,
@@ -178,18 +146,6 @@ if submitted:
         "auto_find_batch_size": auto_find_batch_size,
         "augment": augment,
     }
-    try:
-        queued = actions.train(evaluation, training, token=viewer.token)
-    except EvalboardError as error:
-        st.error(f"**{error.category.value}**: {escape_markdown(error.message)}")
-    else:
-        if queued.duplicate:
-            st.info(
-                f"This training is identical to submission {queued.submission_id}; nothing "
-                "new was queued. Follow it on the Submissions page."
-            )
-        else:
-            st.success(
-                f"Queued training submission {queued.submission_id}. "
-                "Follow it on the Submissions page."
-            )
+    fields.announce(
+        lambda: actions.train(evaluation, training, token=viewer.token), what="training"
+    )
