@@ -240,11 +240,19 @@ def resolve_dataset(
     return ResolvedDataset("hub", reference, config_name, revision, sha)
 
 
+def hub_offline() -> bool:
+    """Whether the Hub is off limits (``HF_HUB_OFFLINE``, read as huggingface_hub reads it):
+    only the local cache answers."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
 def _resolve_hub_revision(repo_id: str, revision: str | None, *, repo_type: str) -> str:
-    """The commit sha of ``revision`` on the Hub, or in the local cache when offline."""
-    if revision and SHA_RE.match(revision):
-        return revision
-    if revision is not None and not _is_ref_name(revision):
+    """The commit sha of ``revision`` on the Hub, or in the local cache when offline (a
+    commit given offline must be in the cache too: the worker could not load it otherwise)."""
+    is_sha = bool(revision and SHA_RE.match(revision))
+    if is_sha and not hub_offline():
+        return str(revision)
+    if revision is not None and not is_sha and not _is_ref_name(revision):
         raise BadInputError(
             f"revision {contents.shown(revision)} is not a branch, tag or commit name"
         )
@@ -257,7 +265,7 @@ def _resolve_hub_revision(repo_id: str, revision: str | None, *, repo_type: str)
     )
 
     try:
-        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
+        if hub_offline():
             snapshot = snapshot_download(
                 repo_id, repo_type=repo_type, revision=revision, local_files_only=True
             )
@@ -277,8 +285,9 @@ def _resolve_hub_revision(repo_id: str, revision: str | None, *, repo_type: str)
             f"{repo_type} {repo_id!r} was not found on the Hub (or is gated)"
         ) from None
     except LocalEntryNotFoundError:
+        at = f" at {contents.shown(revision)}" if revision else ""
         raise NotFoundError(
-            f"{repo_type} {repo_id!r} is not in the local cache and the Hub is offline "
+            f"{repo_type} {repo_id!r}{at} is not in the local cache and the Hub is offline "
             "(HF_HUB_OFFLINE=1)"
         ) from None
     except OSError as error:

@@ -263,3 +263,33 @@ def cached_hub_model(name: str, change: Callable[[Path], object] | None = None) 
         (repo / "refs").mkdir()
         (repo / "refs" / "main").write_text(commit)
     return f"evalboard-tests/{name}"
+
+
+def cached_hub_dataset(name: str, configs: dict[str, int] | None = None) -> tuple[str, str]:
+    """``evalboard-tests/<name>``: digits as a Hub dataset repository in the local Hub cache,
+    laid out as the Hub serves one (``data/<split>-00000-of-00001.parquet``), or, given
+    ``configs`` (name: rows per split), one folder per config declared in its README's YAML
+    as on the Hub; returns the id and its commit."""
+    import hashlib
+
+    from huggingface_hub import constants
+
+    repo = Path(constants.HF_HUB_CACHE) / f"datasets--evalboard-tests--{name}"
+    commit = hashlib.sha1(f"dataset {name}".encode()).hexdigest()
+    if not repo.exists():
+        snapshot = repo / "snapshots" / commit
+        layouts = {"data": None} if configs is None else dict(configs)
+        for folder, limit in layouts.items():
+            for split, dataset in digits_dataset_dict(limit=limit).items():
+                (snapshot / folder).mkdir(parents=True, exist_ok=True)
+                dataset.to_parquet(str(snapshot / folder / f"{split}-00000-of-00001.parquet"))
+        if configs is not None:
+            yaml = ["---", "configs:"]
+            for config in configs:
+                yaml += [f"- config_name: {config}", "  data_files:"]
+                for split in ("train", "test"):
+                    yaml += [f"  - split: {split}", f"    path: {config}/{split}-*.parquet"]
+            (snapshot / "README.md").write_text("\n".join([*yaml, "---", ""]))
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text(commit)
+    return f"evalboard-tests/{name}", commit

@@ -78,9 +78,7 @@ def available_splits(resolved: ResolvedDataset) -> dict[str, Any]:
 
     try:
         if resolved.source == "hub":
-            loaded = datasets.load_dataset(
-                resolved.name, resolved.hub_config, revision=resolved.fingerprint
-            )
+            loaded = _load_hub_dataset(resolved)
         elif resolved.local_format == "save_to_disk":
             loaded = datasets.load_from_disk(resolved.name)
         elif resolved.local_format == "parquet":
@@ -92,11 +90,43 @@ def available_splits(resolved: ResolvedDataset) -> dict[str, Any]:
             loaded = datasets.load_dataset("imagefolder", data_dir=resolved.name)
     except FileNotFoundError as error:
         raise NotFoundError(f"dataset {resolved.name!r} could not be found: {error}") from error
+    except ConnectionError as error:  # datasets' word for "the Hub did not answer"
+        raise NotFoundError(
+            f"dataset {resolved.name!r} at commit {resolved.fingerprint[:12]} could not be "
+            f"loaded: the Hub did not answer and it is not in the local caches ({error})"
+        ) from error
     except (ValueError, datasets.exceptions.DatasetGenerationError) as error:
         raise BadInputError(f"dataset {resolved.name!r} could not be read: {error}") from error
     if isinstance(loaded, datasets.Dataset):
         return {"train": loaded}
     return dict(loaded)
+
+
+def _load_hub_dataset(resolved: ResolvedDataset) -> Any:
+    """A Hub dataset at its resolved commit. Offline (``HF_HUB_OFFLINE``), from that commit's
+    snapshot in the local Hub cache when it is there (``hf download --repo-type dataset``, or
+    an earlier online run, put it there): the files laid out as on the Hub, configs read from
+    its README as the Hub would. ``datasets`` itself only knows its own prepared cache."""
+    import datasets
+
+    from evalboard.references import hub_offline
+
+    if hub_offline():
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            snapshot = snapshot_download(
+                resolved.name,
+                repo_type="dataset",
+                revision=resolved.fingerprint,
+                local_files_only=True,
+            )
+        except LocalEntryNotFoundError:
+            pass
+        else:
+            return datasets.load_dataset(str(snapshot), resolved.hub_config)
+    return datasets.load_dataset(resolved.name, resolved.hub_config, revision=resolved.fingerprint)
 
 
 def choose_split(splits: dict[str, Any], requested: str | None, preference: tuple[str, ...]) -> str:
