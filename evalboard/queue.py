@@ -91,7 +91,7 @@ def configure(app: Celery, settings: Settings) -> None:
     )
 
 
-def declare_queues(target: Celery | None = None, attempts: int = 5) -> None:
+def declare_queues(attempts: int = 5) -> None:
     """Create the broker's queues, however many processes do it at once.
 
     kombu's SQL transport (the embedded broker) creates a queue's row on first use and guards
@@ -103,10 +103,9 @@ def declare_queues(target: Celery | None = None, attempts: int = 5) -> None:
     from kombu import Queue
     from sqlalchemy.exc import SQLAlchemyError
 
-    celery = target or app
-    if not str(celery.conf.broker_url).startswith("sqla+"):
+    if not str(app.conf.broker_url).startswith("sqla+"):
         return
-    with celery.connection_for_write() as connection:
+    with app.connection_for_write() as connection:
         channel = connection.default_channel
         for name in ALL_QUEUES:
             for attempt in range(attempts):
