@@ -265,11 +265,13 @@ def cached_hub_model(name: str, change: Callable[[Path], object] | None = None) 
     return f"evalboard-tests/{name}"
 
 
-def cached_hub_dataset(name: str, configs: dict[str, int] | None = None) -> tuple[str, str]:
+def cached_hub_dataset(
+    name: str, configs: dict[str, int] | None = None, files: dict[str, str] | None = None
+) -> tuple[str, str]:
     """``evalboard-tests/<name>``: digits as a Hub dataset repository in the local Hub cache,
     laid out as the Hub serves one (``data/<split>-00000-of-00001.parquet``), or, given
     ``configs`` (name: rows per split), one folder per config declared in its README's YAML
-    as on the Hub; returns the id and its commit."""
+    as on the Hub; ``files`` (name: text) are added to it. Returns the id and its commit."""
     import hashlib
 
     from huggingface_hub import constants
@@ -290,6 +292,8 @@ def cached_hub_dataset(name: str, configs: dict[str, int] | None = None) -> tupl
                 for split in ("train", "test"):
                     yaml += [f"  - split: {split}", f"    path: {config}/{split}-*.parquet"]
             (snapshot / "README.md").write_text("\n".join([*yaml, "---", ""]))
+        for file_name, text in (files or {}).items():
+            (snapshot / file_name).write_text(text)
         (repo / "refs").mkdir()
         (repo / "refs" / "main").write_text(commit)
     return f"evalboard-tests/{name}", commit

@@ -62,8 +62,8 @@ def test_a_hub_dataset_gives_the_numbers_of_the_same_files_submitted_locally(
 
 
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)
-def test_a_hub_datasets_configs_are_read_from_its_readme(
-    backend, start_worker, tiny_models: TinyModels
+def test_a_hub_datasets_configs_come_from_its_readme_and_its_script_never_runs(
+    backend, start_worker, tiny_models: TinyModels, tmp_path: Path
 ) -> None:
     start_worker()
     model = _hub_copy_of(tiny_models.trained_resnet, "trained-resnet")
@@ -82,6 +82,18 @@ def test_a_hub_datasets_configs_are_read_from_its_readme(
     assert missing["error"]["category"] == "bad_input", missing["error"]
     assert "medium" in missing["error"]["message"]
     assert "small" in missing["error"]["message"]
+
+    # A repository that is a loading script (named after it, as the Hub's convention is) is
+    # refused like a local one, though it holds data files too; the script never runs.
+    ran = tmp_path / "the-script-ran"
+    scripted, _ = factories.cached_hub_dataset(
+        "scripted", files={"scripted.py": f"open({str(ran)!r}, 'w').close()\n"}
+    )
+    report = run_json("submit", "--model", model, "--dataset", scripted, "--wait")
+    assert report["state"] == "failed"
+    assert report["error"]["category"] == "refused", report["error"]
+    assert "script" in report["error"]["message"]
+    assert not ran.exists()
 
 
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)

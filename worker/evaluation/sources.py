@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from evalboard.dataset_files import check_image_paths
-from evalboard.errors import BadInputError, NotFoundError
+from evalboard.errors import BadInputError, NotFoundError, RefusedError
 from evalboard.model_files import check_label_count
 from evalboard.references import ResolvedDataset
 from evalboard.settings import get_settings
 
 ROW_ID = "__evalboard_row__"
+# How datasets (4 and later) refuses a dataset that is a loading script; it has no exception
+# class of its own for it.
+SCRIPTS_UNSUPPORTED = "Dataset scripts are no longer supported"
 
 
 class BadImage(Exception):
@@ -97,9 +100,19 @@ def available_splits(resolved: ResolvedDataset) -> dict[str, Any]:
         ) from error
     except (ValueError, datasets.exceptions.DatasetGenerationError) as error:
         raise BadInputError(f"dataset {resolved.name!r} could not be read: {error}") from error
+    except RuntimeError as error:
+        if SCRIPTS_UNSUPPORTED not in str(error):
+            raise
+        raise _script_refused(resolved) from None
     if isinstance(loaded, datasets.Dataset):
         return {"train": loaded}
     return dict(loaded)
+
+
+def _script_refused(resolved: ResolvedDataset) -> RefusedError:
+    return RefusedError(
+        f"dataset {resolved.name!r} is a loading script; dataset scripts are not run"
+    )
 
 
 def _load_hub_dataset(resolved: ResolvedDataset) -> Any:
@@ -125,6 +138,11 @@ def _load_hub_dataset(resolved: ResolvedDataset) -> Any:
         except LocalEntryNotFoundError:
             pass
         else:
+            # What the Hub refuses to load (a loading script named after the repository), the
+            # snapshot must not load either, data files or not.
+            script = Path(snapshot) / f"{resolved.name.rsplit('/', 1)[-1]}.py"
+            if script.is_file():
+                raise _script_refused(resolved)
             return datasets.load_dataset(str(snapshot), resolved.hub_config)
     return datasets.load_dataset(resolved.name, resolved.hub_config, revision=resolved.fingerprint)
 
