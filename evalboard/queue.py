@@ -129,13 +129,14 @@ def create_app(settings: Settings | None = None) -> Celery:
 app = create_app()
 
 
-_declared = False
+# The brokers this process has declared its queues on (tests and tools switch brokers).
+_declared: set[str] = set()
 
 
 def send(task_name: str, *args: Any, **kwargs: Any) -> str:
     """Send a task by name; returns the Celery task id."""
-    global _declared
-    if not _declared:
+    broker = str(app.conf.broker_url)
+    if broker not in _declared:
         declare_queues()
-        _declared = True
+        _declared.add(broker)
     return str(app.send_task(task_name, args=list(args), kwargs=kwargs).id)
