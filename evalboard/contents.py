@@ -2,9 +2,11 @@
 
 Every file a folder's files name (a symlink's target, an index's weight shards, a saved
 dataset's arrow files and split folders, an imagefolder's metadata, an image ``path`` in a
-parquet or arrow file) must lie inside the submitted folder, so a submission can never make a
-worker read what lies outside. Configs and weight headers are read with bounds before anything
-allocates. Messages name the file inside the folder that is wrong, never anything outside.
+parquet or arrow file, a Hub dataset card's data files) must lie inside the submitted folder
+(a Hub dataset's: inside its snapshot, its links inside its repository's blobs), so a
+submission can never make a worker read what lies outside. Configs and weight headers are
+read with bounds before anything allocates. Messages name the file inside the folder that is
+wrong, never anything outside.
 
 Here: the path rules, the folder walk and bounded JSON that both kinds of folder share; a
 model's files are checked in ``model_files``, a dataset's in ``dataset_files``. Light: no torch.
@@ -16,6 +18,7 @@ import errno
 import json
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,11 @@ MAX_JSON_BYTES = 32 * 2**20
 
 def is_inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
+
+
+def inside_any(path: Path, roots: Sequence[Path]) -> Path | None:
+    """The first of ``roots`` that ``path`` lies inside, or None."""
+    return next((root for root in roots if is_inside(path, root)), None)
 
 
 def real_path(path: Path | str) -> Path:
@@ -111,6 +119,41 @@ def _entry_stat(entry: Path, relative: Path, root: Path, *, what: str) -> os.sta
         raise BadInputError(f"{what} folder holds a link {str(relative)!r} to nothing") from None
 
 
+def check_links(folder: Path, roots: Sequence[Path], *, what: str) -> None:
+    """Every entry under ``folder`` is a file or a folder, and every link leads, by its first
+    hop and in the end, inside one of ``roots``; no link's target outside is ever opened."""
+    real_roots = [real_path(root) for root in roots]
+
+    def unreadable(error: OSError) -> None:
+        raise BadInputError(f"{what} has an entry that cannot be read: {error.strerror}")
+
+    for directory, subdirectories, files in os.walk(folder, onerror=unreadable):
+        for name in (*subdirectories, *files):
+            entry = Path(directory) / name
+            relative = printable(entry.relative_to(folder))
+            info = entry.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                first_hop = Path(os.path.normpath(entry.parent / os.readlink(entry)))
+                target = real_path(entry)
+                if inside_any(first_hop, [*roots, *real_roots]) is None or (
+                    inside_any(target, real_roots) is None
+                ):
+                    raise RefusedError(
+                        f"{what} holds a link {shown(relative)} that points outside it; links "
+                        "may only point inside the dataset"
+                    )
+                try:
+                    info = entry.stat()
+                except OSError as error:
+                    kind = "a symlink loop" if error.errno == errno.ELOOP else "a link to nothing"
+                    raise BadInputError(f"{what} holds {kind} at {shown(relative)}") from None
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                raise BadInputError(
+                    f"{what} holds {shown(relative)}, which is neither a file nor a folder "
+                    "(a FIFO, socket or device)"
+                )
+
+
 def check_file(file: Path, settings: Settings, *, what: str) -> int:
     """A submitted single file: a regular file no larger than what a submission may hash."""
     info = file.stat()
@@ -158,9 +201,12 @@ def json_object(path: Path, *, what: str) -> dict[str, Any]:
     return value
 
 
-def named_file(folder: Path, name: object, root: Path, *, what: str) -> Path:
-    """The file that ``name`` (relative to ``folder``) names; it must lie inside ``root``, in
-    the content hash (not hidden), and be a regular file or folder."""
+def named_file(
+    folder: Path, name: object, root: Path, *, what: str, link_roots: Sequence[Path] = ()
+) -> Path:
+    """The file that ``name`` (relative to ``folder``) names; it must lie inside ``root`` (or,
+    through a link, inside one of ``link_roots``: a Hub snapshot's blobs), in the content hash
+    (not hidden), and be a regular file or folder."""
     if not isinstance(name, str) or not name or "\x00" in name:
         raise BadInputError(f"{what} names a file by something that is not a file name")
     written = Path(name)
@@ -169,9 +215,10 @@ def named_file(folder: Path, name: object, root: Path, *, what: str) -> Path:
             f"{what} names {shown(name)}, which is not a plain relative name inside the folder"
         )
     target = real_path(folder / written)
-    if not is_inside(target, root):
+    home = inside_any(target, [root, *link_roots])
+    if home is None:
         raise RefusedError(f"{what} names {shown(name)}, which leads outside the folder")
-    if is_hidden(target.relative_to(root)):
+    if is_hidden(target.relative_to(home)):
         raise RefusedError(f"{what} names a hidden file {shown(name)}, outside the content hash")
     if not target.exists():
         raise BadInputError(f"{what} names {shown(name)}, which is not in the folder")

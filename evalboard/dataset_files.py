@@ -1,6 +1,7 @@
 """Every file a dataset's own files name lies inside the dataset: a saved dataset's split
 folders and arrow files, an imagefolder's metadata ``file_name`` and every image ``path`` in a
-parquet or arrow table. Light: pyarrow only, imported when a dataset is scanned."""
+parquet or arrow table (a Hub dataset's card: ``hub_dataset_files``). Light: pyarrow only,
+imported when a dataset is scanned."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def check_dataset_files(
     elif path.is_dir():
         for name in METADATA_FILES:
             for file in _visible(path, path.rglob(name)):
-                _check_metadata_file(file, root)
+                check_metadata_file(file, root)
 
 
 def _visible(root: Path, paths: Iterable[Path]) -> list[Path]:
@@ -66,7 +67,9 @@ def saved_dataset_files(path: Path) -> list[Path]:
     return files
 
 
-def _check_metadata_file(file: Path, root: Path) -> None:
+def check_metadata_file(file: Path, root: Path, link_roots: Sequence[Path] = ()) -> None:
+    """Every ``file_name`` (``*_file_name``, and each of ``file_names``, ``*_file_names``) an
+    imagefolder metadata table names lies inside ``root`` (through a link: in ``link_roots``)."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
     import pyarrow.json as pa_json
@@ -83,10 +86,14 @@ def _check_metadata_file(file: Path, root: Path) -> None:
     except (pa.ArrowException, OSError, ValueError) as error:
         raise BadInputError(f"{what} cannot be read as a table: {printable(error)}") from None
     for column in table.column_names:
-        if column == "file_name" or column.endswith("_file_name"):
-            for row, name in enumerate(table.column(column).to_pylist()):
+        lists = column == "file_names" or column.endswith("_file_names")
+        if lists or column == "file_name" or column.endswith("_file_name"):
+            for row, value in enumerate(table.column(column).to_pylist()):
                 where = f"{what} row {row} ({printable(column)})"
-                named_file(file.parent, name, root, what=where)
+                for name in value if lists and isinstance(value, list) else [value]:
+                    named_file(
+                        file.parent, name, real_path(root), what=where, link_roots=link_roots
+                    )
 
 
 def _is_image_struct(kind: pa.DataType) -> bool:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalboard import contents, dataset_files, model_files
+from evalboard import contents, dataset_files, hub_dataset_files, model_files
 from evalboard.errors import BadInputError, NotFoundError, RefusedError
 from evalboard.settings import Settings
 
@@ -237,6 +237,7 @@ def resolve_dataset(
         )
     validate_hub_id(reference, what="dataset")
     sha = _resolve_hub_revision(reference, revision, repo_type="dataset")
+    hub_dataset_files.check_hub_dataset(reference, sha, offline=hub_offline())
     return ResolvedDataset("hub", reference, config_name, revision, sha)
 
 

@@ -2,7 +2,9 @@
 
 What was validated is what runs: a local (or trained) model or dataset is checked again
 against the path rules, its content hash is compared with the one the submission recorded, and
-a mismatch fails the submission as ``refused`` ("changed since it was submitted"). We re-check
+a mismatch fails the submission as ``refused`` ("changed since it was submitted"). A Hub
+dataset's card, links and metadata are checked again as at submit: every file they name must
+lie inside its snapshot (its card can change in the cache after submit). We re-check
 rather than evaluate an immutable snapshot taken at submit: a snapshot would double the disk of
 every large dataset, once per submission, where a re-check costs one more read.
 
@@ -25,11 +27,13 @@ from evalboard import catalog
 from evalboard.contents import check_folder, is_inside, printable, real_path
 from evalboard.dataset_files import check_dataset_files
 from evalboard.errors import BadInputError, NotFoundError, RefusedError
+from evalboard.hub_dataset_files import check_hub_dataset
 from evalboard.model_files import check_weight_bytes, read_safetensors_header
 from evalboard.references import (
     check_model_folder,
     content_hash,
     detect_local_dataset_format,
+    hub_offline,
     model_hash,
     resolve_local_path,
 )
@@ -90,9 +94,14 @@ def check_model(model: ModelRef, settings: Settings) -> Path:
 
 
 def check_dataset(dataset: DatasetRef, columns: dict[str, str], settings: Settings) -> None:
-    """A local dataset: the path rules, its hash, and every file its files name."""
+    """A local dataset: the path rules, its hash, and every file its files name. A Hub
+    dataset (pinned to a commit): every file its card, links and metadata name, as at submit
+    (its image paths are checked when the split is loaded, before any image is read)."""
+    if dataset.source == "hub":
+        check_hub_dataset(dataset.name, dataset.fingerprint, offline=hub_offline())
+        return
     if dataset.source != "local":
-        return  # pinned to a commit; its image paths are checked when the split is loaded
+        return
     path = _local_folder(dataset.name, settings, what="dataset", trained=False)
     if content_hash(path, settings=settings) != dataset.fingerprint:
         raise RefusedError(

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from evalboard.contents import inside_any, printable, real_path
 from evalboard.dataset_files import check_image_paths
 from evalboard.errors import BadInputError, NotFoundError, RefusedError
+from evalboard.hub_dataset_files import (
+    check_hub_dataset,
+    check_hub_snapshot,
+    hub_snapshot,
+    snapshot_roots,
+)
 from evalboard.model_files import check_label_count
 from evalboard.references import ResolvedDataset
 from evalboard.settings import get_settings
@@ -86,20 +94,25 @@ def available_splits(resolved: ResolvedDataset) -> dict[str, Any]:
             loaded = datasets.load_from_disk(resolved.name)
         elif resolved.local_format == "parquet":
             if resolved.name.endswith(".parquet"):
-                loaded = datasets.load_dataset("parquet", data_files={"train": resolved.name})
+                loaded = _load_checked(resolved, "parquet", data_files={"train": resolved.name})
             else:
-                loaded = datasets.load_dataset("parquet", data_dir=resolved.name)
+                loaded = _load_checked(resolved, "parquet", data_dir=resolved.name)
         else:
-            loaded = datasets.load_dataset("imagefolder", data_dir=resolved.name)
+            loaded = _load_checked(resolved, "imagefolder", data_dir=resolved.name)
     except FileNotFoundError as error:
-        raise NotFoundError(f"dataset {resolved.name!r} could not be found: {error}") from error
+        raise NotFoundError(
+            f"dataset {resolved.name!r} could not be found: {loader_message(error)}"
+        ) from error
     except ConnectionError as error:  # datasets' word for "the Hub did not answer"
         raise NotFoundError(
             f"dataset {resolved.name!r} at commit {resolved.fingerprint[:12]} could not be "
-            f"loaded: the Hub did not answer and it is not in the local caches ({error})"
+            "loaded: the Hub did not answer and it is not in the local caches "
+            f"({loader_message(error)})"
         ) from error
     except (ValueError, datasets.exceptions.DatasetGenerationError) as error:
-        raise BadInputError(f"dataset {resolved.name!r} could not be read: {error}") from error
+        raise BadInputError(
+            f"dataset {resolved.name!r} could not be read: {loader_message(error)}"
+        ) from error
     except RuntimeError as error:
         if SCRIPTS_UNSUPPORTED not in str(error):
             raise
@@ -107,6 +120,19 @@ def available_splits(resolved: ResolvedDataset) -> dict[str, Any]:
     if isinstance(loaded, datasets.Dataset):
         return {"train": loaded}
     return dict(loaded)
+
+
+def loader_message(error: BaseException, limit: int = 600) -> str:
+    """What a loader's exception says, for a person: its own words and those of the error it
+    wraps (``DatasetGenerationError`` alone says nothing), printable and bounded. It may
+    quote the dataset's own files, never another's: every file the loader was given was
+    checked to lie inside the dataset before it read one (``_load_checked``)."""
+    parts = [f"{type(error).__name__}: {error}"]
+    cause = error.__cause__
+    if cause is not None and str(cause) and str(cause) not in parts[0]:
+        parts.append(f"{type(cause).__name__}: {cause}")
+    text = printable("; ".join(parts))
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _script_refused(resolved: ResolvedDataset) -> RefusedError:
@@ -119,32 +145,77 @@ def _load_hub_dataset(resolved: ResolvedDataset) -> Any:
     """A Hub dataset at its resolved commit. Offline (``HF_HUB_OFFLINE``), from that commit's
     snapshot in the local Hub cache when it is there (``hf download --repo-type dataset``, or
     an earlier online run, put it there): the files laid out as on the Hub, configs read from
-    its README as the Hub would. ``datasets`` itself only knows its own prepared cache."""
-    import datasets
+    its README as the Hub would. ``datasets`` itself only knows its own prepared cache.
 
+    Whatever the files the card names, they are checked before ``datasets`` sees the card
+    (on its text) and again once ``datasets`` has resolved them, before it reads one."""
     from evalboard.references import hub_offline
 
     if hub_offline():
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
-
-        try:
-            snapshot = snapshot_download(
-                resolved.name,
-                repo_type="dataset",
-                revision=resolved.fingerprint,
-                local_files_only=True,
-            )
-        except LocalEntryNotFoundError:
-            pass
-        else:
+        snapshot = hub_snapshot(resolved.name, resolved.fingerprint)
+        if snapshot is not None:
             # What the Hub refuses to load (a loading script named after the repository), the
             # snapshot must not load either, data files or not.
-            script = Path(snapshot) / f"{resolved.name.rsplit('/', 1)[-1]}.py"
+            script = snapshot / f"{resolved.name.rsplit('/', 1)[-1]}.py"
             if script.is_file():
                 raise _script_refused(resolved)
-            return datasets.load_dataset(str(snapshot), resolved.hub_config)
-    return datasets.load_dataset(resolved.name, resolved.hub_config, revision=resolved.fingerprint)
+            check_hub_snapshot(snapshot, what=f"dataset {resolved.name!r}", metadata=False)
+            return _load_checked(resolved, str(snapshot), name=resolved.hub_config)
+    else:
+        check_hub_dataset(resolved.name, resolved.fingerprint, offline=False)
+    return _load_checked(
+        resolved, resolved.name, name=resolved.hub_config, revision=resolved.fingerprint
+    )
+
+
+def _load_checked(resolved: ResolvedDataset, path: str, **options: Any) -> Any:
+    """``datasets.load_dataset``, in its three steps, with the data files the builder
+    resolved (from the card, ``data_dir`` and globs: the parser that reads them) checked to
+    lie inside the dataset before any is read."""
+    import datasets
+
+    builder = datasets.load_dataset_builder(path, **options)
+    check_builder_files(builder, resolved, path)
+    builder.download_and_prepare()
+    return builder.as_dataset()
+
+
+def check_builder_files(builder: Any, resolved: ResolvedDataset, path: str) -> None:
+    """Every data file of every split ``builder`` will read lies inside the dataset: a local
+    dataset's folder (or file), a cached snapshot (its links: its repository's blobs), or,
+    from the Hub, the repository at its resolved commit. The message never names the file."""
+    roots: list[Path] = []
+    real_roots: list[Path] = []
+    if resolved.source == "local":
+        roots = [Path(resolved.name), real_path(resolved.name)]
+        real_roots = [real_path(resolved.name)]
+    elif path != resolved.name:  # a snapshot in the local Hub cache
+        real_roots = snapshot_roots(Path(path))
+        roots = [Path(path), real_roots[0]]
+    hub_prefix = f"hf://datasets/{resolved.name}@{resolved.fingerprint}/"
+    for split, files in dict(builder.config.data_files or {}).items():
+        for index, file in enumerate(files):
+            name = str(file)
+            if roots:
+                inside = _local_file_inside(name, roots, real_roots)
+            else:
+                tail = PurePosixPath(name[len(hub_prefix) :])
+                inside = name.startswith(hub_prefix) and ".." not in tail.parts
+            if not inside or "::" in name:
+                raise RefusedError(
+                    f"dataset {resolved.name!r}: data file {index} of split {printable(split)!r} "
+                    "resolves outside the dataset; a dataset's data files must lie inside its "
+                    "own folder"
+                )
+
+
+def _local_file_inside(name: str, roots: list[Path], real_roots: list[Path]) -> bool:
+    if "://" in name:
+        return False
+    written = Path(os.path.normpath(name))
+    return inside_any(written, roots) is not None and (
+        inside_any(real_path(written), real_roots) is not None
+    )
 
 
 def choose_split(splits: dict[str, Any], requested: str | None, preference: tuple[str, ...]) -> str:
