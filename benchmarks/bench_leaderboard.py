@@ -41,6 +41,7 @@ from sqlalchemy import insert, select  # noqa: E402
 
 from db.board_page import board_page  # noqa: E402
 from db.board_rows import leaderboard_rows  # noqa: E402
+from db.identity import columns_key  # noqa: E402
 from db.leaderboard import board_view, build_board  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from db.models import DatasetRef, ModelRef, Result, Submission  # noqa: E402
@@ -49,6 +50,7 @@ from evalboard import catalog  # noqa: E402
 
 SPEC = catalog.default_spec(catalog.IMAGE_CLASSIFICATION)
 CHUNK = 20_000
+DEFAULT_COLUMNS = columns_key(SPEC.task, {})  # every result on the default columns' board
 
 
 @contextmanager
@@ -130,7 +132,7 @@ def fill(url: str, *, results: int, models: int, views: int, seed: int = 0) -> l
                 "spec_name": SPEC.name, "spec_version": SPEC.version,
                 "model_revision": f"rev-{model}-{revision}",
                 "dataset_fingerprint": f"fp-{dataset_id - 1}", "provenance": {},
-                "created_at": created,
+                "columns_key": DEFAULT_COLUMNS, "created_at": created,
             })  # fmt: skip
     for table, rows in ((Submission, submissions), (Result, metric_rows)):
         for start in range(0, len(rows), CHUNK):

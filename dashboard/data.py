@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import streamlit as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db import board_rows, leaderboard, submissions
+from db import board_choices, board_rows, leaderboard, submissions
 from db.board_page import BoardFilters, BoardPage, board_page, filtered_rows
 from db.models import Result, Submission
 from db.session import session_scope
@@ -18,14 +19,25 @@ from evalboard.reports import submission_report
 REFRESH_SECONDS = 3
 PAGE_SIZE = 50
 
-LeaderboardView = tuple[str, str, str, str, str]  # (spec, dataset, config, split, metric)
+# (spec, dataset, config, split, columns, metric); columns: the board's full column mapping
+# as canonical JSON text (``db.identity.columns_text``), hashable for the caches.
+LeaderboardView = tuple[str, str, str, str, str, str]
 
 
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
 def leaderboard_choices() -> list[LeaderboardView]:
-    """Every (spec, dataset, config, split, metric) that has at least one result."""
+    """Every (spec, dataset, config, split, columns, metric) that has at least one result."""
     with session_scope() as session:
-        return list(leaderboard.leaderboard_choices(session))
+        return list(board_choices.board_choices(session))
+
+
+def _view(
+    spec: str, dataset: str, config: str, split: str, metric: str, columns: str
+) -> leaderboard.BoardView:
+    return leaderboard.board_view(
+        dataset=dataset, config=config, split=split, metric=metric, spec_name=spec,
+        columns=json.loads(columns) if columns else None,
+    )  # fmt: skip
 
 
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
@@ -38,11 +50,11 @@ def leaderboard_page(
     filters: BoardFilters,
     page: int,
     page_size: int = PAGE_SIZE,
+    columns: str = "",
 ) -> BoardPage:
-    """One page of a leaderboard view: its rows only, the counts, the charts' points."""
-    view = leaderboard.board_view(
-        dataset=dataset, config=config, split=split, metric=metric, spec_name=spec
-    )
+    """One page of a leaderboard view: its rows only, the counts, the charts' points.
+    ``columns`` names the board (canonical JSON; empty: the task's default columns)."""
+    view = _view(spec, dataset, config, split, metric, columns)
     with session_scope() as session:
         return board_page(session, view, filters, page=page, page_size=page_size)
 
@@ -50,14 +62,12 @@ def leaderboard_page(
 @st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
 def leaderboard_export(
     spec: str, dataset: str, config: str, split: str, metric: str, filters: BoardFilters,
-    fmt: str,
+    fmt: str, columns: str = "",
 ) -> str:  # fmt: skip
     """Every row of the view as filtered, as CSV or JSON (the CLI's contract)."""
     from evalboard.output import leaderboard_text
 
-    view = leaderboard.board_view(
-        dataset=dataset, config=config, split=split, metric=metric, spec_name=spec
-    )
+    view = _view(spec, dataset, config, split, metric, columns)
     with session_scope() as session:
         rows = filtered_rows(session, view, filters)
     return leaderboard_text(rows, fmt, view=view)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import streamlit as st
 
@@ -134,6 +134,14 @@ def set_page(number: int) -> None:
 def model_link(model: str) -> str:
     """The relative URL of a model's page (a link that can be copied and shared)."""
     return f"model?model={quote(model, safe='')}"
+
+
+def board_link(*, dataset: str, config: str, split: str, label: str, spec: str | None) -> str:
+    """The relative URL of one board: its dataset, config, split, label column (and spec)."""
+    query = {"dataset": dataset, "config": config, "split": split, "label": label}
+    if spec:
+        query["spec"] = spec
+    return "leaderboard?" + urlencode(query, quote_via=quote)
 
 
 def link_to_model(column: Any, model: str, label: str) -> None:

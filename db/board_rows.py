@@ -6,7 +6,7 @@ every row for an export) as ``LeaderboardRow``s.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
@@ -62,6 +62,7 @@ def rows_of(session: Session, board: Board, entries: Sequence[Entry]) -> list[Le
     metrics = metrics_of(session, [entry.submission_id for entry in entries])
     trainings = trainings_of(session, [e.lineage_submission_id for e in entries])
     view = board.view
+    columns = view.column_mapping
     rows = []
     for entry in entries:
         training = trainings.get(entry.lineage_submission_id or -1)
@@ -107,6 +108,7 @@ def rows_of(session: Session, board: Board, entries: Sequence[Entry]) -> list[Le
                     dict(training.parameters or {}).get("training") if training else None
                 ),
                 evaluated_at=entry.created_at or datetime.now(UTC),
+                columns=dict(columns),
             )
         )
     return rows
@@ -135,11 +137,13 @@ def leaderboard_rows(
     config: str = "default",
     task: str = catalog.IMAGE_CLASSIFICATION,
     spec_name: str | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> list[LeaderboardRow]:
-    """Every row of the view: ranked and baseline rows by value, then stale ones."""
+    """Every row of the view: ranked and baseline rows by value, then stale ones. ``columns``
+    names the board (role → column); roles left out take the task's default columns."""
     view = board_view(
         dataset=dataset, split=split, metric=metric, config=config, task=task,
-        spec_name=spec_name,
+        spec_name=spec_name, columns=columns,
     )  # fmt: skip
     board = build_board(session, view)
     return rows_of(session, board, board.entries)

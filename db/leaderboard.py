@@ -1,16 +1,18 @@
 """Leaderboard queries: the latest visible result per model, ranked in the metric's direction.
 
-Only results of the spec's current version, on the dataset's current fingerprint and the
-model's current revision, are ranked; a model whose latest result is older is shown as stale
-(with why) until it is re-evaluated. Baselines are always shown and never ranked; hidden
-results are left out. One indexed range scan finds a view's rows; ``db.board_rows`` builds
-full rows (every metric, lineage) only for the rows asked for, so a page of 50 never pays for
-2,000.
+A board is a task (through its spec), dataset, config, split and column mapping, as a result's
+identity is: the same split read with two label columns is two boards. Only results of the
+spec's current version, on the dataset's current fingerprint and the model's current revision,
+are ranked; a model whose latest result is older is shown as stale (with why) until it is
+re-evaluated. Baselines are always shown and never ranked; hidden results are left out. One
+indexed range scan finds a view's rows; ``db.board_rows`` builds full rows (every metric,
+lineage) only for the rows asked for, so a page of 50 never pays for 2,000.
+``db.board_choices`` lists the boards that exist.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -19,6 +21,7 @@ from typing import Any
 from sqlalchemy import exists, func, select, union_all
 from sqlalchemy.orm import Session
 
+from db.identity import board_columns, columns_key, describe_columns
 from db.models import DatasetRef, ModelRef, Moderation, Result, Submission
 from evalboard import catalog
 
@@ -27,13 +30,29 @@ IN_CHUNK = 900  # ids per IN (...) list: under every backend's parameter limit
 
 @dataclass(frozen=True)
 class BoardView:
-    """Which leaderboard: task (through its spec), dataset, config, split and metric."""
+    """Which leaderboard: task (through its spec), dataset, config, split, column mapping and
+    metric."""
 
     spec: catalog.Spec
     metric: catalog.Metric
     dataset: str
     config: str
     split: str
+    # Role → column, every role (sorted pairs, so a view stays hashable); empty: the defaults.
+    columns: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def column_mapping(self) -> dict[str, str]:
+        return board_columns(self.spec.task, dict(self.columns))
+
+    @property
+    def columns_key(self) -> str:
+        return columns_key(self.spec.task, dict(self.columns))
+
+    @property
+    def label(self) -> str:
+        """The board's columns as a person names them (``fine_label``)."""
+        return describe_columns(self.spec.task, self.column_mapping)
 
 
 def board_view(
@@ -44,11 +63,17 @@ def board_view(
     config: str = "default",
     task: str = catalog.IMAGE_CLASSIFICATION,
     spec_name: str | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> BoardView:
-    """Check the names of a view against the catalog; an unknown metric lists the valid ones."""
+    """Check the names of a view against the catalog; an unknown metric lists the valid ones,
+    an unknown column role the task's roles. Roles left out of ``columns`` take the task's
+    default columns, as a submission's do."""
     spec = catalog.spec(spec_name) if spec_name else catalog.default_spec(task)
     chosen = catalog.check_metric(spec, metric or spec.primary_metric)
-    return BoardView(spec, chosen, dataset, config or "default", split)
+    mapping = catalog.task(spec.task).column_mapping(dict(columns or {}))
+    return BoardView(
+        spec, chosen, dataset, config or "default", split, tuple(sorted(mapping.items()))
+    )
 
 
 @dataclass(slots=True)
@@ -144,6 +169,7 @@ def view_entries(session: Session, view: BoardView, *, include_hidden: bool = Fa
         Result.metric == view.metric.name,
         Result.spec_name == view.spec.name,
         Result.task == view.spec.task,
+        Result.columns_key == view.columns_key,
     ]
 
     def marked(flag: Any) -> Any:
@@ -296,29 +322,23 @@ def readable_name(name: str, source: str) -> str:
 
 
 def model_rank(
-    session: Session, *, model: str, dataset: str, config: str, split: str, spec_name: str
+    session: Session,
+    *,
+    model: str,
+    dataset: str,
+    config: str,
+    split: str,
+    spec_name: str,
+    columns: Mapping[str, str] | None = None,
 ) -> int | None:
-    """Where ``model`` ranks on its spec's primary metric; None when not ranked there."""
+    """Where ``model`` ranks on its spec's primary metric, on the board of ``columns`` (the
+    task's default columns when None); None when not ranked there."""
     spec = catalog.spec(spec_name)
-    view = board_view(dataset=dataset, config=config, split=split, spec_name=spec.name)
+    view = board_view(
+        dataset=dataset, config=config, split=split, spec_name=spec.name,
+        columns=board_columns(spec.task, columns),
+    )  # fmt: skip
     for entry in build_board(session, view).entries:
         if entry.model == model and entry.status == "ranked":
             return entry.rank
     return None
-
-
-def leaderboard_choices(session: Session) -> list[tuple[str, str, str, str, str]]:
-    """Every (spec, dataset, config, split, metric) with at least one result, where the spec
-    is in the catalog and the metric is one of its metrics; in the spec's metric order."""
-    query = (
-        select(Result.spec_name, DatasetRef.name, DatasetRef.config, Result.split, Result.metric)
-        .join(DatasetRef, Result.dataset_id == DatasetRef.id)
-        .distinct()
-    )
-    specs = {spec.name: spec for spec in catalog.SPECS}
-    choices = [
-        (spec, dataset, config, split, metric)
-        for spec, dataset, config, split, metric in session.execute(query).all()
-        if spec in specs and metric in specs[spec].metrics
-    ]
-    return sorted(choices, key=lambda c: (c[:4], specs[c[0]].metrics.index(c[4])))

@@ -164,6 +164,7 @@ class Result(Base):
             "metric",
             "spec_name",
             "task",
+            "columns_key",  # two label columns of one dataset and split are two boards
             "model_name",
             "created_at",
             "submission_id",  # for the moderation marks
@@ -193,6 +194,9 @@ class Result(Base):
     # sha256 of the result's identity (task, spec and version, model revision, dataset
     # fingerprint, config, split, columns): equal keys measured the same thing.
     result_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    # sha256 of the full column mapping (db/identity.py ``columns_key``): part of the board's
+    # identity, so a board is one range of ``ix_results_board``.
+    columns_key: Mapped[str] = mapped_column(String(64))
     provenance: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from db.identity import result_key
+from db.identity import columns_key, result_key
 from db.models import Result, ResultFlag, Submission, SubmissionState, utcnow
 from db.schemas import MetricResult
 from db.submissions import rowcount, running_condition
@@ -60,6 +60,7 @@ def complete_submission(
         split=split,
         column_mapping=dict(submission.column_mapping or {}),
     )
+    board_key = columns_key(submission.task, submission.column_mapping)
     for metric in metrics:
         session.add(
             Result(
@@ -80,6 +81,7 @@ def complete_submission(
                 model_revision=submission.model.resolved_revision,
                 dataset_fingerprint=submission.dataset.fingerprint,
                 result_key=key,
+                columns_key=board_key,
                 provenance=provenance,
                 created_at=now,
             )

@@ -86,6 +86,8 @@ class LeaderboardRow(BaseModel):
     base_model: str | None = None  # for a trained model: what it was fine-tuned from
     training_parameters: dict[str, Any] | None = None
     evaluated_at: datetime
+    # Role → column the board read (every role): two label columns of a split are two boards.
+    columns: dict[str, str] = Field(default_factory=dict)
 
 
 class HistoryEntry(BaseModel):
@@ -105,7 +107,9 @@ class HistoryEntry(BaseModel):
     created_at: datetime
     trigger: str
     supersedes_submission_id: int | None = None
-    # Against the previous result on the same dataset, config and split: which parts of the
-    # identity changed (empty for a re-run of the same identity; None for the first result).
+    columns: dict[str, str] = Field(default_factory=dict)  # role → column, every role
+    # Against the previous result on the same board (dataset, config, split, columns): which
+    # parts of the identity changed (empty for a re-run of the same identity; None for the
+    # first result).
     changed: list[str] | None = None
     flags: list[str] = Field(default_factory=list)

@@ -39,6 +39,15 @@ def _add_data_options(parser: argparse.ArgumentParser, *, model_help: str) -> No
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _add_board_column_options(parser: argparse.ArgumentParser, label_help: str) -> None:
+    """Which board by its columns: leaderboard, history and reevaluate, as submit names them."""
+    parser.add_argument("--label-column", default=None, metavar="NAME", help=label_help)
+    parser.add_argument(
+        "--column", action="append", type=_column, default=[], metavar="ROLE=COLUMN",
+        help="the column of any task role, e.g. --column image=img (repeatable)",
+    )  # fmt: skip
+
+
 def _add_identity_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token", default=os.environ.get("EVALBOARD_TOKEN"),
@@ -156,12 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--task", default=None, help="task (default: image-classification)")
     board.add_argument("--spec", default=None, help="evaluation spec (default: the task's)")
     board.add_argument("--metric", default=None, help="metric to rank by (default: the spec's)")
+    _add_board_column_options(board, "the board of this label column (default: the only one, "
+                              "else label)")  # fmt: skip
     board.add_argument("--format", choices=("table", "json", "csv"), default="table")
 
     history = commands.add_parser("history", help="every result of a model, oldest first")
     history.add_argument("--model", required=True, help="Hub id or local model folder")
     history.add_argument("--dataset", default=None)
     history.add_argument("--split", default=None)
+    _add_board_column_options(history, "only results read with this label column")
     history.add_argument("--json", action="store_true")
 
     reevaluate = commands.add_parser(
@@ -172,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="every tracked result")
     reevaluate.add_argument("--dataset", default=None, help="only this dataset")
     reevaluate.add_argument("--model", default=None, help="only this model")
+    _add_board_column_options(reevaluate, "only boards of this label column")
     reevaluate.add_argument(
         "--dry-run", action="store_true", help="print what is due; enqueue nothing"
     )

@@ -6,13 +6,17 @@ than ``EVALBOARD_REEVALUATE_MAX_AGE_DAYS``. Checking downloads no weights: Hub r
 from the Hub's API, local ones from content hashes. Light (no torch): beat's task on the
 ``light`` queue, ``evalboard reevaluate`` and the dashboard's admin button all run it.
 
-Due results are queued through the one submit function as the system submitter (exempt from
-quotas), each linked to the submission it supersedes; the submitter's lock makes two
-concurrent checks queue each re-evaluation once.
+Results are tracked per board, as result identity has it: (model, dataset, config, split,
+spec, column mapping); two label columns of one split are tracked apart. Due results are queued
+through the one submit function as the system submitter (exempt from quotas), with the
+submission's own columns, spec, config, split and evaluation parameters, each linked to the
+submission it supersedes; the submitter's lock makes two concurrent checks queue each
+re-evaluation once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -20,6 +24,7 @@ from typing import Any, Literal
 from sqlalchemy import false, func, or_, select
 from sqlalchemy.orm import Session
 
+from db.identity import board_columns
 from db.models import DatasetRef, ModelRef, Moderation, Result, Submission, utcnow
 from db.session import session_scope
 from evalboard import catalog
@@ -48,8 +53,10 @@ class Tracked:
     dataset_requested_revision: str | None
     dataset_fingerprint: str
     split: str
-    columns: dict[str, str]
+    columns: dict[str, str]  # every role, the task's defaults filled in
     created_at: datetime
+    # The submission's evaluation parameters (the batch size): a re-run keeps them.
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,6 +68,7 @@ class DueEntry:
     spec: str
     last_submission_id: int
     reasons: list[str] = field(default_factory=list)
+    columns: dict[str, str] = field(default_factory=dict)  # the board's role → column
     unavailable: str | None = None  # could not be checked (folder gone, Hub unreachable, …)
     submission_id: int | None = None  # the re-evaluation queued (None in a dry run)
     duplicate: bool = False  # it was already queued, by another check or a person
@@ -70,9 +78,14 @@ class DueEntry:
 
 
 def tracked_results(
-    session: Session, *, dataset: str | None = None, model: str | None = None
+    session: Session,
+    *,
+    dataset: str | None = None,
+    model: str | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> list[Tracked]:
-    """The newest visible result set of each model on each dataset, config, split and spec."""
+    """The newest visible result set of each model on each board: dataset, config, split,
+    spec and column mapping. ``columns`` keeps the boards that agree with every role named."""
     newest = (
         select(
             Result.id.label("result_id"),
@@ -84,6 +97,7 @@ def tracked_results(
                     DatasetRef.config,
                     Result.split,
                     Result.spec_name,
+                    Result.columns_key,
                 ),
                 order_by=(Result.created_at.desc(), Result.id.desc()),
             )
@@ -108,7 +122,8 @@ def tracked_results(
         .where(latest.c.recency == 1)
         .order_by(Result.submission_id)
     ).all()
-    return [
+    wanted = dict(columns or {})
+    tracked = [
         Tracked(
             submission_id=result.submission_id,
             task=result.task,
@@ -124,10 +139,20 @@ def tracked_results(
             dataset_requested_revision=dataset_ref.requested_revision,
             dataset_fingerprint=result.dataset_fingerprint,
             split=result.split,
-            columns=dict(submission.column_mapping or {}),
+            columns=board_columns(result.task, submission.column_mapping),
             created_at=result.created_at,
+            parameters={
+                name: value
+                for name, value in dict(submission.parameters or {}).items()
+                if name != "training"  # a training's own; its evaluation has none
+            },
         )
         for result, model_ref, dataset_ref, submission in rows
+    ]
+    return [
+        entry
+        for entry in tracked
+        if all(entry.columns.get(role) == column for role, column in wanted.items())
     ]
 
 
@@ -206,13 +231,14 @@ def check(
     mode: Mode = "due",
     dataset: str | None = None,
     model: str | None = None,
+    columns: Mapping[str, str] | None = None,
     settings: Settings | None = None,
 ) -> list[tuple[DueEntry, Any]]:
     """Every tracked result that is due (``mode="all"``: every one), with the references to
     re-evaluate it against; entries that could not be checked come back with ``unavailable``."""
     settings = settings or get_settings()
     with session_scope() as session:
-        entries = tracked_results(session, dataset=dataset, model=model)
+        entries = tracked_results(session, dataset=dataset, model=model, columns=columns)
     resolver = _Resolver(settings)
     now = utcnow()
     found: list[tuple[DueEntry, Any]] = []
@@ -224,6 +250,7 @@ def check(
             split=entry.split,
             spec=entry.spec_name,
             last_submission_id=entry.submission_id,
+            columns=dict(entry.columns),
         )
         if entry.spec_name not in catalog.current_versions():
             due.unavailable = f"spec {entry.spec_name!r} is no longer in the catalog"
@@ -253,15 +280,18 @@ def run_check(
     trigger: str = "manual",
     dataset: str | None = None,
     model: str | None = None,
+    columns: Mapping[str, str] | None = None,
     dry_run: bool = False,
     settings: Settings | None = None,
 ) -> list[DueEntry]:
-    """Check, then (unless ``dry_run``) queue each due re-evaluation once."""
+    """Check, then (unless ``dry_run``) queue each due re-evaluation once, with the columns,
+    spec, config, split and evaluation parameters of the submission it supersedes."""
     from evalboard.submit import EvaluationInput, Resolved, submit
 
     settings = settings or get_settings()
     entries = []
-    for due, references in check(mode=mode, dataset=dataset, model=model, settings=settings):
+    found = check(mode=mode, dataset=dataset, model=model, columns=columns, settings=settings)
+    for due, references in found:
         entries.append(due)
         if dry_run or references is None:
             continue
@@ -277,7 +307,8 @@ def run_check(
                     split=entry.split,
                     task=entry.task,
                     spec=entry.spec_name,
-                    columns=entry.columns,
+                    columns=dict(entry.columns),
+                    parameters=dict(entry.parameters),
                 ),
                 settings=settings,
                 system=True,

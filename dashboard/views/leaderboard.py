@@ -1,4 +1,5 @@
-"""Leaderboard: pick a task, dataset, config, split and metric; read, compare, export.
+"""Leaderboard: pick a task, dataset, config, split, label column and metric; read, compare,
+export. The same split read with two label columns is two boards.
 
 Every choice and filter lives in the URL, so a copied link opens the same view. Rows show
 every metric of the spec side by side, the ranking metric's 95% interval and a marker where
@@ -7,6 +8,7 @@ neighbouring rows are not significantly different; a row opens its model's page.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -17,7 +19,9 @@ import streamlit as st
 
 from dashboard import data, urlstate
 from dashboard.text import escape_markdown
+from db.board_choices import default_columns
 from db.board_page import BoardFilters
+from db.identity import columns_text, describe_columns
 from evalboard import catalog
 
 SOURCES = ["submitted", "trained", "baseline"]
@@ -169,7 +173,7 @@ if not choices:
 
 # Each box offers only what exists under the choices to its left.
 specs = {spec: catalog.spec(spec) for spec in dict.fromkeys(c[0] for c in choices)}
-row = st.columns(6)
+row = st.columns(7)
 task = urlstate.choose(row[0], "task", "task", list(dict.fromkeys(s.task for s in specs.values())))
 task_specs = [name for name, spec in specs.items() if spec.task == task]
 default_spec = catalog.default_spec(task).name
@@ -179,7 +183,7 @@ else:
     spec_name = task_specs[0]
     row[1].selectbox("spec", [spec_name], disabled=True, key="board_spec_fixed")
 spec = specs[spec_name]
-views = [c[1:] for c in choices if c[0] == spec_name]
+views = [c[1:] for c in choices if c[0] == spec_name]  # (dataset, config, split, columns, metric)
 dataset = urlstate.choose(row[2], "dataset", "dataset", list(dict.fromkeys(c[0] for c in views)))
 config = urlstate.choose(
     row[3], "config", "config", list(dict.fromkeys(c[1] for c in views if c[0] == dataset))
@@ -188,19 +192,37 @@ split = urlstate.choose(
     row[4], "split", "split",
     list(dict.fromkeys(c[2] for c in views if c[:2] == (dataset, config))),
 )  # fmt: skip
+# One board per column mapping, named by its label column (``?label=fine_label``); the task's
+# default columns first, as a submission without --label-column reads them.
+mappings = [
+    json.loads(text)
+    for text in dict.fromkeys(c[3] for c in views if c[:3] == (dataset, config, split))
+]
+boards = {describe_columns(spec.task, mapping): mapping for mapping in mappings}
+default_board = default_columns(spec.task, mappings) or mappings[0]
+label = urlstate.choose(
+    row[5], "label column", "label",
+    sorted(boards, key=lambda name: (boards[name] != default_board, name)),
+    default=describe_columns(spec.task, default_board),
+)  # fmt: skip
+columns = columns_text(boards[label])
 metric = urlstate.choose(
-    row[5], "metric", "metric", list(spec.metrics), default=spec.primary_metric
+    row[6], "metric", "metric", list(spec.metrics), default=spec.primary_metric
 )
 
 page_number = urlstate.page()
-unfiltered = data.leaderboard_page(spec_name, dataset, config, split, metric, BoardFilters(), 1, 1)
+unfiltered = data.leaderboard_page(
+    spec_name, dataset, config, split, metric, BoardFilters(), 1, 1, columns=columns
+)
 filters = filters_from_url(unfiltered)
-page = data.leaderboard_page(spec_name, dataset, config, split, metric, filters, page_number)
+page = data.leaderboard_page(
+    spec_name, dataset, config, split, metric, filters, page_number, columns=columns
+)
 entry = catalog.metric(metric)
 st.caption(
     escape_markdown(
         f"Ranked by {metric} ({entry.direction}) on {dataset} ({config}, {split}), "
-        f"spec {spec.label}: {page.ranked} ranked, {page.stale} stale, "
+        f"label column {label}, spec {spec.label}: {page.ranked} ranked, {page.stale} stale, "
         f"{page.baselines} baseline(s). Stale rows were measured on an older spec, dataset or "
         "model revision and wait for re-evaluation; baselines are shown, never ranked."
     )
@@ -229,7 +251,9 @@ urlstate.link_to_model(pager[3], names[chosen], f"Open {chosen}")
 
 def export(fmt: str) -> Callable[[], str]:
     """The view as filtered, exported only when someone clicks."""
-    return lambda: data.leaderboard_export(spec_name, dataset, config, split, metric, filters, fmt)
+    return lambda: data.leaderboard_export(
+        spec_name, dataset, config, split, metric, filters, fmt, columns=columns
+    )
 
 
 downloads = st.columns(2)

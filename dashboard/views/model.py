@@ -9,19 +9,28 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard import data
+from dashboard import data, urlstate
 from dashboard.text import escape_markdown
+from db.identity import describe_columns
 from evalboard import catalog
 from evalboard.model_index import IndexedResult, front_matter
 
 MAX_MATRIX_CLASSES = 40  # a bigger confusion matrix is shown as its largest confusions
 
 
+def label_of(entry: dict[str, Any]) -> str:
+    """The board's label column as the leaderboard's selector names it (``fine_label``)."""
+    spec = catalog.spec(entry["spec_name"]) if entry["spec_name"] in catalog.SPECS else None
+    task = spec.task if spec else catalog.IMAGE_CLASSIFICATION
+    return describe_columns(task, entry.get("columns") or {})
+
+
 def latest_per_view(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The newest result on each dataset, config and split."""
-    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    """The newest result on each board: dataset, config, split and column mapping."""
+    latest: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for entry in history:
-        latest[(entry["dataset"], entry["config"], entry["split"])] = entry
+        columns = ",".join(f"{r}={c}" for r, c in sorted((entry.get("columns") or {}).items()))
+        latest[(entry["dataset"], entry["config"], entry["split"], columns)] = entry
     return list(latest.values())
 
 
@@ -35,7 +44,7 @@ def over_time(history: list[dict[str, Any]]) -> alt.Chart | None:
             points.append({
                 "evaluated": entry["created_at"], "value": entry["metrics"][metric],
                 "metric": metric, "view": f"{entry['dataset'].rsplit('/', 1)[-1]} · "
-                f"{entry['split']}", "submission": entry["submission_id"],
+                f"{entry['split']} · {label_of(entry)}", "submission": entry["submission_id"],
             })  # fmt: skip
     if len(points) < 2:
         return None
@@ -45,7 +54,7 @@ def over_time(history: list[dict[str, Any]]) -> alt.Chart | None:
         .encode(
             x=alt.X("evaluated:T", title="evaluated"),
             y=alt.Y("value:Q", title=points[0]["metric"], scale=alt.Scale(zero=False)),
-            color=alt.Color("view:N", title="dataset · split"),
+            color=alt.Color("view:N", title="dataset · split · label column"),
             tooltip=["submission", "view", alt.Tooltip("value:Q", format=".4f"), "evaluated:T"],
         )
         .properties(height=260)
@@ -93,6 +102,9 @@ def show_result(report: dict[str, Any]) -> None:
         "model revision (sha)": report["revision"],
         "dataset": f"{report['dataset']} ({report['config']}, {report['split']})",
         "dataset fingerprint": provenance.get("dataset_fingerprint"),
+        "columns": ", ".join(
+            f"{r}={c}" for r, c in sorted((provenance.get("columns") or {}).items())
+        ),
         "spec": f"{report['spec_name']} v{report['spec_version']}",
         "precision": provenance.get("precision"),
         "device": provenance.get("device"),
@@ -181,13 +193,22 @@ if lineage:
 st.subheader("Results")
 table = pd.DataFrame([
     {"submission": e["submission_id"], "dataset": e["dataset"], "config": e["config"],
-     "split": e["split"], **e["metrics"], "revision": e["revision"][:12],
+     "split": e["split"], "label column": label_of(e), **e["metrics"],
+     "board": urlstate.board_link(dataset=e["dataset"], config=e["config"], split=e["split"],
+                                  label=label_of(e), spec=e["spec_name"]),
+     "revision": e["revision"][:12],
      "fingerprint": e["dataset_fingerprint"][:12], "spec": e["spec_version"],
      "evaluated": e["created_at"], "changed": "first result" if e["changed"] is None
      else (", ".join(e["changed"]) or "nothing (re-run)"), "flags": ", ".join(e["flags"])}
     for e in history
 ])  # fmt: skip
-st.dataframe(table, hide_index=True, width="stretch")
+st.dataframe(
+    table, hide_index=True, width="stretch",
+    column_config={"board": st.column_config.LinkColumn(
+        "board", display_text="leaderboard ↗", help="The board of this dataset, split and label "
+        "column: two label columns of one split are two boards",
+    )},
+)  # fmt: skip
 chart = over_time(history)
 if chart is not None:
     st.markdown("**Score over time**")
@@ -195,8 +216,8 @@ if chart is not None:
 
 st.subheader("One result in detail")
 choices = {
-    f"{e['submission_id']}: {e['dataset'].rsplit('/', 1)[-1]} ({e['split']}), "
-    f"{str(e['created_at'])[:16]}": e["submission_id"]
+    f"{e['submission_id']}: {e['dataset'].rsplit('/', 1)[-1]} ({e['split']}, label column "
+    f"{label_of(e)}), {str(e['created_at'])[:16]}": e["submission_id"]
     for e in reversed(history)
 }
 label = st.selectbox("Result", list(choices), key="model_result")

@@ -3,37 +3,91 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
 
 from evalboard import catalog
 from evalboard.commands.common import absolute_if_path, secret_of
+from evalboard.contents import printable
+from evalboard.errors import BadInputError
 from evalboard.output import history_text, leaderboard_text, reevaluation_text, to_json
 from evalboard.settings import get_settings
 
 
+def board_columns_of(args: argparse.Namespace) -> dict[str, str]:
+    """The roles' columns a board is asked for (``--column ROLE=COLUMN``, ``--label-column``),
+    as submit takes them; a role that no task has is refused by name."""
+    columns = dict(getattr(args, "column", []) or [])
+    if args.label_column is not None:
+        columns["label"] = args.label_column
+    roles = sorted({role for task in catalog.TASKS for role in task.roles})
+    for role, column in columns.items():
+        if role not in roles:
+            raise BadInputError(
+                f"no task has a column role {printable(role)!r}; the roles are {', '.join(roles)}"
+            )
+        if not column.strip():
+            raise BadInputError(f"{printable(role)} column is empty")
+    return {role: column.strip() for role, column in columns.items()}
+
+
+def _boards(task: str, mappings: Sequence[dict[str, str]]) -> str:
+    from db.identity import describe_columns
+
+    return ", ".join(printable(describe_columns(task, mapping)) for mapping in mappings)
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from db.board_choices import default_columns, matching_columns, view_columns
     from db.board_rows import leaderboard_rows
     from db.leaderboard import board_view
     from db.session import session_scope
 
-    view = board_view(  # an unknown task, spec or metric is named before any query
+    given = board_columns_of(args)
+    view = board_view(  # an unknown task, spec, metric or column role is named before a query
         dataset=absolute_if_path(args.dataset),
         config=args.config or "default",
         split=args.split,
         metric=args.metric,
         task=args.task or catalog.IMAGE_CLASSIFICATION,
         spec_name=args.spec,
+        columns=given,
     )
+    task = view.spec.task
+    where = f"{view.dataset} ({view.config}, {view.split})"
     with session_scope() as session:
+        available = view_columns(session, view)
+        chosen = default_columns(task, available, given)
+        if chosen is None:
+            # Several boards and none is what submit would read by default: guessing one
+            # would show numbers of a label column the reader did not ask for.
+            raise BadInputError(
+                f"{where} has {len(matching_columns(available, given))} boards, one per label "
+                f"column: {_boards(task, matching_columns(available, given))}; choose one with "
+                "--label-column NAME (or --column ROLE=COLUMN)"
+            )
+        view = dataclasses.replace(view, columns=tuple(sorted(chosen.items())))
         rows = leaderboard_rows(
             session,
             dataset=view.dataset,
             config=view.config,
             split=view.split,
             metric=view.metric.name,
-            task=view.spec.task,
+            task=task,
             spec_name=view.spec.name,
+            columns=chosen,
         )
     print(leaderboard_text(rows, args.format, view=view))
+    others = [mapping for mapping in available if mapping != chosen]
+    if others and (not rows or not given):
+        # On stderr, so that JSON and CSV stay what they are.
+        shown = "no board of label column" if not rows else "showing label column"
+        print(
+            f"note: {shown} {printable(view.label)} on {where}; its other boards, by label "
+            f"column: {_boards(task, others)} (choose with --label-column NAME)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -43,8 +97,11 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     model = absolute_if_path(args.model)
     dataset = absolute_if_path(args.dataset) if args.dataset else None
+    columns = board_columns_of(args)
     with session_scope() as session:
-        entries = model_history(session, model=model, dataset=dataset, split=args.split)
+        entries = model_history(
+            session, model=model, dataset=dataset, split=args.split, columns=columns
+        )
     if args.json:
         print(to_json([entry.model_dump(mode="json") for entry in entries]))
     else:
@@ -62,6 +119,7 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
         trigger="manual",
         dataset=absolute_if_path(args.dataset) if args.dataset else None,
         model=absolute_if_path(args.model) if args.model else None,
+        columns=board_columns_of(args),
         dry_run=args.dry_run,
     )
     if args.json:
