@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,9 @@ _POSITIVE_SIDES = frozenset(
     {"size", "crop_size", "height", "width", "shortest_edge", "longest_edge"}
 )
 _LABEL_ID = re.compile(r"[0-9]{1,9}")
+_LABEL_SEPARATORS = re.compile(r"[\s_\-]+")
+# Groups of colliding labels a message spells out; the rest are counted.
+_COLLISIONS_SHOWN = 5
 
 
 def check_model_files(folder: Path, settings: Settings, *, root: Path | None = None) -> None:
@@ -118,6 +123,124 @@ def check_model_labels(config: dict[str, Any], settings: Settings) -> int | None
     if not isinstance(config.get("label2id", {}), dict):
         raise BadInputError(f"{what}: label2id must be an object of names to label ids")
     return len(id2label)
+
+
+def check_hub_model_labels(repo_id: str, revision: str, settings: Settings) -> None:
+    """A Hub model's labels at submit, where its config.json at ``revision`` is in the local
+    Hub cache; the worker checks them again on the files it loads."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    if isinstance(cached, str):
+        check_model_labels(json_object(Path(cached), what="model config.json"), settings)
+
+
+def normalize_label(name: object) -> str:
+    """A label as names are matched: in Unicode compatibility form (NFKC), case-folded, each
+    run of whitespace, ``_`` and ``-`` one space, stripped. NFKC rather than NFC: it also
+    joins full-width, ligature and other compatibility spellings that read as one name; any
+    two labels that it joins are refused as ambiguous (``check_distinct_labels``), never
+    silently merged."""
+    text = unicodedata.normalize("NFKC", str(name))
+    # Case folding can leave text out of normal form (a "ǰ" folds to j + caron).
+    text = unicodedata.normalize("NFKC", text.casefold())
+    return _LABEL_SEPARATORS.sub(" ", text).strip()
+
+
+def label_collisions(names: Sequence[object], only: set[str] | None = None) -> list[list[int]]:
+    """The indices of ``names`` that are one name once normalized, by groups of two or more
+    (with ``only``: the groups whose normalized name is in it)."""
+    groups: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+        groups.setdefault(normalize_label(name), []).append(index)
+    return [
+        indices
+        for key, indices in groups.items()
+        if len(indices) > 1 and (only is None or key in only)
+    ]
+
+
+def shown_label(name: object) -> str:
+    """A label quoted for a message, with whatever could hide a difference escaped (controls,
+    format characters, combining marks, unusual spaces)."""
+    from evalboard.output import distinct_text
+
+    return f"'{distinct_text(name)}'"
+
+
+class AmbiguousLabelsError(BadInputError):
+    """Two labels that a match by name would need to tell apart are one name."""
+
+
+def check_distinct_labels(
+    names: Sequence[object], *, what: str, unit: str, only: set[str] | None = None
+) -> None:
+    """Refuse ``names`` of which two are one name once normalized (``normalize_label``):
+    labels are matched by name, so either could be the one meant. ``unit`` names a position
+    ("output", "class") in the message; ``only`` limits the check to these normalized names."""
+    collisions = label_collisions(names, only)
+    if not collisions:
+        return
+    described = []
+    for indices in collisions[:_COLLISIONS_SHOWN]:
+        spellings = {str(names[i]) for i in indices}
+        positions = ", ".join(str(i) for i in indices[:-1]) + f" and {indices[-1]}"
+        if len(spellings) == 1:
+            described.append(f"{shown_label(names[indices[0]])} at {unit}s {positions}")
+        else:
+            described.append(" and ".join(f"{shown_label(names[i])} ({unit} {i})" for i in indices))
+    more = len(collisions) - _COLLISIONS_SHOWN
+    raise AmbiguousLabelsError(
+        f"ambiguous labels in {what}: {'; '.join(described)}"
+        + (f"; and {more} more" if more > 0 else "")
+        + ". Labels are matched by name, ignoring case, spaces, '_', '-' and Unicode form, so "
+        "either could be the one meant: give each a distinct name"
+    )
+
+
+def label_columns(
+    model_labels: Sequence[object], class_names: Sequence[object]
+) -> list[int | None]:
+    """For each dataset class, the model output of its name (None: the model has none).
+
+    Names match once normalized. The same list in the same order matches by position, repeats
+    included (ImageNet-1k names "crane" twice). Otherwise two class names that are one name,
+    or a class whose name two outputs carry, is refused by name (``AmbiguousLabelsError``); a
+    repeated model label that no class asks for is harmless.
+    """
+    model_keys = [normalize_label(label) for label in model_labels]
+    class_keys = [normalize_label(name) for name in class_names]
+    if model_keys == class_keys:
+        return list(range(len(class_keys)))
+    check_distinct_labels(class_names, what="the dataset's class names", unit="class")
+    check_distinct_labels(
+        model_labels, what="model config.json's id2label", unit="output", only=set(class_keys)
+    )
+    outputs = {key: index for index, key in enumerate(model_keys)}
+    return [outputs.get(key) for key in class_keys]
+
+
+def model_label_names(config: dict[str, Any]) -> list[str] | None:
+    """A checked config's id2label names in output order (None: it names none)."""
+    id2label = config.get("id2label")
+    if not isinstance(id2label, dict) or not id2label:
+        return None
+    return [str(id2label[str(i)]) for i in range(len(id2label))]
+
+
+def submitted_model_labels(source: str, name: str, revision: str | None) -> list[str] | None:
+    """The id2label names of a model at submit: a local folder's config.json, or a Hub
+    model's where its config.json at ``revision`` is in the local Hub cache."""
+    if source == "hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "config.json", revision=revision)
+        path = Path(cached) if isinstance(cached, str) else None
+    else:
+        path = Path(name) / "config.json"
+    if path is None or not path.is_file():
+        return None
+    return model_label_names(json_object(path, what="model config.json"))
 
 
 def check_label_count(count: int, settings: Settings, *, what: str) -> None:

@@ -199,6 +199,7 @@ def resolve_model(
         return ResolvedModel(source or "local", str(folder), revision, model_hash(folder))
     validate_hub_id(reference, what="model")
     sha = _resolve_hub_revision(reference, revision, repo_type="model")
+    model_files.check_hub_model_labels(reference, sha, settings)
     return ResolvedModel("hub", reference, revision, sha)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from evalboard.errors import BadInputError
 from evalboard.references import ResolvedDataset
 from evalboard.training_params import TrainingParams
+from worker.evaluation.labels import check_class_names, normalize_label
 from worker.evaluation.sources import LoadedSplit, available_splits, load_split
 
 
@@ -20,16 +21,21 @@ class TrainingData:
 
 
 def _remap(loaded: LoadedSplit, class_names: list[str], role: str) -> Any:
-    """Relabel a split by class name into the train split's label ids."""
-    index = {name: i for i, name in enumerate(class_names)}
-    unknown = sorted(set(loaded.class_names) - set(index))
+    """Relabel a split by class name (matched as evaluation matches labels) into the train
+    split's label ids."""
+    check_class_names(loaded.class_names)
+    index = {normalize_label(name): i for i, name in enumerate(class_names)}
     present = set(loaded.dataset.unique(loaded.label_column))
-    unknown = [name for name in unknown if loaded.class_names.index(name) in present]
+    unknown = [
+        name
+        for position, name in enumerate(loaded.class_names)
+        if normalize_label(name) not in index and position in present
+    ]
     if unknown:
         raise BadInputError(
-            f"{role} split {loaded.split!r} has classes the train split does not: {unknown}"
+            f"{role} split {loaded.split!r} has classes the train split does not: {sorted(unknown)}"
         )
-    mapping = [index.get(name, -1) for name in loaded.class_names]
+    mapping = [index.get(normalize_label(name), -1) for name in loaded.class_names]
     column = loaded.label_column
     return loaded.dataset.map(
         lambda batch: {column: [mapping[v] for v in batch[column]]}, batched=True
@@ -57,6 +63,8 @@ def load_training_data(
         splits=splits,
     )
     class_names = train.class_names
+    # They become the trained model's id2label, which evaluation matches by name.
+    check_class_names(class_names)
     counts = _class_counts(train.dataset[label_column], len(class_names))
     empty = [name for name, count in zip(class_names, counts, strict=True) if count == 0]
     if empty:
