@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from evalboard.cli_parser import build_parser
-from evalboard.errors import EvalboardError
+from evalboard.errors import EvalboardError, as_failure
 from evalboard.settings import get_settings
 
 
@@ -53,7 +53,15 @@ def _print_error(error: EvalboardError, *, as_json: bool) -> None:
     if as_json:
         print(to_json(error_report(error).as_json()))
     else:
-        print(f"error [{error.category.value}]: {error.message}", file=sys.stderr)
+        _print_error_line(error.category.value, error.message)
+
+
+def _print_error_line(category: str, message: object) -> None:
+    """``error [category]: message`` on stderr, escaped: a message that quotes a path or a
+    name can neither act on the terminal nor forge a line of its own."""
+    from evalboard.output import terminal_text
+
+    print(terminal_text(f"error [{category}]: {message}"), file=sys.stderr)
 
 
 def _wants_json(argv: list[str]) -> bool:
@@ -74,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         get_settings()
     except ValueError as error:  # pydantic's ValidationError: a setting is wrong
-        print(f"error [bad_input]: invalid settings: {error}", file=sys.stderr)
+        _print_error_line("bad_input", f"invalid settings: {error}")
         return 2
     try:
         if args.command not in ("up", "demo", "worker", "migrate", "evaluate"):
@@ -83,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ready_database(args.command)
         return int(_handlers()[args.command](args) or 0)
     except EvalboardError as error:
-        _print_error(error, as_json=as_json)
+        _print_error(as_failure(error, get_settings().home), as_json=as_json)
         return 2
     except BrokenPipeError:
         # The reader went away (`evalboard status 1 | head`): stop quietly, as cat would.
@@ -101,8 +109,10 @@ def _unexpected(error: Exception) -> EvalboardError:
     """An exception nobody named: a database out of step with the code, or a bug of ours."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from evalboard.errors import FailureCategory
+    from evalboard.errors import FailureCategory, is_no_space_at, no_space_error
 
+    if is_no_space_at(error, get_settings().home):  # a full disk, SQLite's words for it too
+        return no_space_error(error, get_settings().home)
     if isinstance(error, OperationalError | ProgrammingError):
         return EvalboardError(
             f"the database does not match this version of evalboard ({error.orig}): run "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,45 @@ LEADERBOARD_COLUMNS = (
 )  # fmt: skip
 # Spreadsheets run a cell that starts with one of these as a formula.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
+# What a terminal acts on or what hides or reorders text, by Unicode category: controls (Cc:
+# C0, DEL, C1, so ESC, BEL, CR, LF, NEL), format characters (Cf: the bidi embeddings,
+# overrides, isolates and marks, zero-width spaces and joiners, the BOM, soft hyphens, tags),
+# line and paragraph separators (Zl, Zp), lone surrogates (Cs, which no UTF-8 terminal takes)
+# and unassigned code points (Cn: a later Unicode may make them format characters).
+UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Cn"})
+# Where two names must look different: also combining marks (a decomposed é, the invisible
+# combining grapheme joiner) and every space but the ordinary one.
+_INDISTINCT_CATEGORIES = UNSAFE_CATEGORIES | {"Mn", "Mc", "Me", "Zs"}
+
+
+def _escape(text: str, categories: frozenset[str]) -> str:
+    if text.isascii() and text.isprintable():
+        return text  # the common case, at C speed
+    out = []
+    for char in text:
+        if char != " " and unicodedata.category(char) in categories:
+            code = ord(char)
+            out.append(
+                f"\\x{code:02x}" if code < 0x100
+                else f"\\u{code:04x}" if code < 0x10000
+                else f"\\U{code:08x}"
+            )  # fmt: skip
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def terminal_text(value: object) -> str:
+    """``value`` as text a terminal shows as written, never acts on: every control, format
+    (bidi, zero-width), separator, surrogate and unassigned character as ``\\xNN``,
+    ``\\uNNNN`` or ``\\UNNNNNNNN``. Every text printer passes what it prints through here."""
+    return _escape(str(value), UNSAFE_CATEGORIES)
+
+
+def distinct_text(value: object) -> str:
+    """``terminal_text`` that also escapes combining marks and spaces other than U+0020, so
+    that two names that differ only in those look different."""
+    return _escape(str(value), _INDISTINCT_CATEGORIES)
 
 
 def to_json(payload: Any) -> str:
@@ -29,8 +68,8 @@ def to_json(payload: Any) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain aligned text table; control characters in cells are shown escaped."""
-    cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
+    """A plain aligned text table; cells pass through ``terminal_text``."""
+    cells = [[terminal_text(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -40,7 +79,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
-    return "" if value is None else str(value).translate(_CONTROL)
+    return "" if value is None else terminal_text(value)
 
 
 def csv_cell(value: Any) -> Any:
@@ -97,11 +136,12 @@ def leaderboard_text(
         ],
     )  # fmt: skip
     direction = "higher is better" if rows[0].higher_is_better else "lower is better"
-    spec = f", spec {view.spec.label}" if view is not None else ""
-    return (
-        f"{body}\n({rows[0].metric}: {direction}{spec}; ≈: its 95% interval overlaps the row "
+    spec = f", spec {view.spec.label}, label column {view.label}" if view is not None else ""
+    legend = terminal_text(
+        f"({rows[0].metric}: {direction}{spec}; ≈: its 95% interval overlaps the row "
         "above, not significantly different)"
     )
+    return f"{body}\n{legend}"
 
 
 def _note(row: LeaderboardRow) -> str:
@@ -117,8 +157,11 @@ def print_report(report: SubmissionReport, *, as_json: bool) -> None:
 
 
 def report_text(report: SubmissionReport) -> str:
-    """A person-readable summary of a submission report or an in-process evaluation."""
-    lines = []
+    """A person-readable summary of a submission report or an in-process evaluation; every
+    line passes through ``terminal_text``, so no value can act on the terminal or forge a
+    line of its own."""
+    lines: list[str] = []
+    tables: list[int] = []  # lines that are tables, whose cells are escaped already
     if report.submission_id is not None:
         lines.append(f"submission {report.submission_id}: {report.state}")
     else:
@@ -164,6 +207,7 @@ def report_text(report: SubmissionReport) -> str:
             interval = report.intervals.get(name)
             shown = f"[{interval.low:.4f}, {interval.high:.4f}]" if interval else ""
             rows.append((name, value, shown))
+        tables.append(len(lines))
         lines.append(table(("metric", "value", "95% interval"), rows))
         if provenance.get("images_per_s"):
             lines.append(
@@ -172,12 +216,14 @@ def report_text(report: SubmissionReport) -> str:
             )
     if report.flags:
         lines.append(f"flags: {', '.join(report.flags)}")
-    return "\n".join(lines)
+    return "\n".join(
+        line if index in tables else terminal_text(line) for index, line in enumerate(lines)
+    )
 
 
 def history_text(model: str, entries: Sequence[HistoryEntry]) -> str:
     if not entries:
-        return f"no results yet for model {model}"
+        return terminal_text(f"no results yet for model {model}")
     rows = []
     for entry in entries:
         primary = next(iter(entry.metrics.items()), ("", None))
@@ -189,14 +235,25 @@ def history_text(model: str, entries: Sequence[HistoryEntry]) -> str:
         rows.append((
             entry.submission_id, entry.created_at.strftime("%Y-%m-%d %H:%M"),
             f"{entry.dataset} ({entry.config}, {entry.split})", entry.revision[:12],
-            entry.dataset_fingerprint[:12], entry.spec_version, primary[0], primary[1],
+            entry.dataset_fingerprint[:12], entry.spec_version, columns_text(entry.columns),
+            primary[0], primary[1],
             changed + (f" [{', '.join(entry.flags)}]" if entry.flags else ""),
         ))  # fmt: skip
     return table(
-        ("submission", "evaluated", "dataset", "revision", "fingerprint", "spec", "metric",
-         "value", "changed since previous"),
+        ("submission", "evaluated", "dataset", "revision", "fingerprint", "spec", "columns",
+         "metric", "value", "changed since previous"),
         rows,
     )  # fmt: skip
+
+
+def columns_text(columns: dict[str, str]) -> str:
+    """A board's column mapping in a line: ``image=image, label=fine_label``."""
+    return ", ".join(f"{role}={column}" for role, column in sorted(columns.items()))
+
+
+def _board(entry: DueEntry) -> str:
+    columns = f", {columns_text(entry.columns)}" if entry.columns else ""
+    return f"{entry.model} on {entry.dataset} ({entry.config}, {entry.split}{columns})"
 
 
 def reevaluation_text(entries: Sequence[DueEntry], *, dry_run: bool) -> str:
@@ -212,15 +269,9 @@ def reevaluation_text(entries: Sequence[DueEntry], *, dry_run: bool) -> str:
             what = f"already queued as submission {entry.submission_id}"
         else:
             what = f"queued as submission {entry.submission_id}"
-        lines.append(
-            f"{entry.model} on {entry.dataset} ({entry.config}, {entry.split}): {what}; "
-            f"{'; '.join(entry.reasons)}"
-        )
+        lines.append(f"{_board(entry)}: {what}; {'; '.join(entry.reasons)}")
     for entry in unavailable:
-        lines.append(
-            f"{entry.model} on {entry.dataset} ({entry.config}, {entry.split}): "
-            f"not checked: {entry.unavailable}"
-        )
+        lines.append(f"{_board(entry)}: not checked: {entry.unavailable}")
     if dry_run:
         lines.append(f"{len(due)} due (dry run: nothing was queued)")
-    return "\n".join(lines)
+    return "\n".join(terminal_text(line) for line in lines)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from evalboard.output import terminal_text
 from evalboard.reports import SubmissionReport
 
 
@@ -28,8 +29,9 @@ class LiveProgress:
             self._bar(report, detail)
         else:
             position = report.queue_position
-            line = f"submission {self.submission_id}: {report.state}" + (
-                f", queue position {position}" if position else ""
+            line = terminal_text(
+                f"submission {self.submission_id}: {report.state}"
+                + (f", queue position {position}" if position else "")
             )
             if line != self.line:
                 self.stream.write(line + "\n")
@@ -44,7 +46,9 @@ class LiveProgress:
             self.close()
             self.bar_kind = (total, unit)
             description = "training" if unit == "steps" else "evaluating"
-            self.bar = tqdm(total=total, unit=f" {unit}", desc=description, file=self.stream,
+            # What the bar shows passes through terminal_text as every printed line does.
+            self.bar = tqdm(total=total, unit=terminal_text(f" {unit}"),
+                            desc=terminal_text(description), file=self.stream,
                             ncols=_columns(self.stream), nrows=24, leave=True)  # fmt: skip
         done = int(detail.get("done", 0))
         if done > self.bar.n:
