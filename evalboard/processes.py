@@ -1,8 +1,11 @@
-"""``evalboard up``: migrate, then run a worker (with beat) and the dashboard until stopped.
+"""``evalboard up`` and ``evalboard worker``: the worker processes, and the dashboard.
 
-A supervisor watches the worker: one that stopped taking work (queued submissions wait while
-nothing runs, as when a killed idle prefork child leaves its replacement deadlocked on
-billiard's queue lock) or that exited is restarted. On Ctrl-C or SIGTERM it says which
+Evaluations and trainings run in one worker, one job at a time; the light queue (webhooks,
+the reaper, beat) in a second one with a small pool of its own, so that a notification never
+takes the slot a job needs. ``evalboard up`` migrates, then runs both and the dashboard until
+stopped. A supervisor restarts a worker that exits, and the jobs worker when it stops taking
+work (queued submissions wait while nothing runs, as when a killed idle prefork child leaves
+its replacement deadlocked on billiard's queue lock). On Ctrl-C or SIGTERM it says which
 submissions were interrupted; the next ``evalboard up`` puts them back in the queue, and a
 training resumes from its last checkpoint.
 """
@@ -14,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
@@ -24,17 +28,62 @@ STOP_GRACE_S = 20.0
 CHECK_EVERY_S = 5.0
 
 
-def worker_command(settings: Settings, *, beat: bool, queues: str | None = None) -> list[str]:
+LIGHT_CONCURRENCY = 2  # notifications, the reaper, re-evaluation checks: small and short
+CELERY_WORKER = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"]
+
+
+def worker_command(
+    settings: Settings,
+    *,
+    beat: bool,
+    queues: str | None = None,
+    name: str | None = None,
+    concurrency: int = 1,
+) -> list[str]:
     from evalboard.queue import ALL_QUEUES
 
     command = [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-        "--loglevel", "INFO", "--concurrency", "1",
+        *CELERY_WORKER, "--loglevel", "INFO", "--concurrency", str(concurrency),
         "-Q", queues or ",".join(ALL_QUEUES),
     ]  # fmt: skip
+    if name:
+        command += ["--hostname", name]
     if beat:
         command += ["-B", "--schedule", str(settings.home / "celerybeat-schedule")]
     return command
+
+
+def worker_layout(
+    settings: Settings, *, beat: bool, job_args: Sequence[str] | None = None
+) -> dict[str, list[str]]:
+    """The worker processes: one for evaluations and trainings (one at a time, or as
+    ``job_args``, a user's celery options, say), and one for the light queue in a small pool
+    of its own (with beat when asked), so that a slow webhook or a re-evaluation check never
+    takes the slot an evaluation needs."""
+    from evalboard.queue import EVAL_QUEUE, LIGHT_QUEUE, TRAIN_QUEUE
+
+    job_queues = f"{EVAL_QUEUE},{TRAIN_QUEUE}"
+    if job_args is None:
+        jobs = worker_command(settings, beat=False, queues=job_queues, name="jobs@%h")
+        light_name = "light@%h"
+    else:
+        jobs = [*CELERY_WORKER, "-Q", job_queues, *job_args]
+        given = _hostname_of(job_args)
+        light_name = f"light-{given}" if given else "light@%h"
+    light = worker_command(
+        settings, beat=beat, queues=LIGHT_QUEUE, name=light_name, concurrency=LIGHT_CONCURRENCY
+    )
+    return {"jobs": jobs, "light": light}
+
+
+def _hostname_of(celery_args: Sequence[str]) -> str | None:
+    """The ``-n``/``--hostname`` a user gave, so that the light worker's name follows it."""
+    for index, arg in enumerate(celery_args):
+        if arg in ("-n", "--hostname") and index + 1 < len(celery_args):
+            return celery_args[index + 1]
+        if arg.startswith(("--hostname=", "-n=")):
+            return arg.partition("=")[2]
+    return None
 
 
 def dashboard_command(port: int, address: str) -> list[str]:
@@ -120,17 +169,45 @@ class Stall:
         return now - min(self.first_seen.values()) > self.limit_s
 
 
+class Workers:
+    """The worker processes of a layout, each leading its own process group (so that stopping
+    one stops what it started too: a prefork child left running would go on heartbeating a job
+    nobody will finish)."""
+
+    def __init__(self, commands: dict[str, list[str]], env: dict[str, str]) -> None:
+        self.commands = commands
+        self.env = env
+        self.processes = {name: self._start(name) for name in commands}
+
+    def _start(self, name: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.commands[name], env=self.env, start_new_session=True)
+
+    def exited(self) -> dict[str, int]:
+        """Name and exit code of each worker that has exited."""
+        return {
+            name: process.returncode
+            for name, process in self.processes.items()
+            if process.poll() is not None
+        }
+
+    def restart(self, name: str) -> None:
+        terminate([self.processes[name]])
+        self.processes[name] = self._start(name)
+
+    def all(self) -> list[subprocess.Popen[bytes]]:
+        return list(self.processes.values())
+
+
 def run_up(settings: Settings, *, port: int, address: str = "localhost") -> int:
-    """Start worker+beat and dashboard; restart a worker that exits or stops taking work;
-    stop everything on Ctrl-C or SIGTERM (or if the dashboard exits)."""
+    """Start the workers (beat with the light one) and the dashboard; restart a worker that
+    exits or stops taking work; stop everything on Ctrl-C or SIGTERM (or if the dashboard
+    exits)."""
     env = subprocess_env(settings)
     resumed = resume_interrupted(settings)
     if resumed:
         print(f"resuming interrupted submissions {resumed}", flush=True)
-    # Each child leads its own process group, so that stopping one stops what it started too
-    # (a prefork child left running would go on heartbeating a job nobody will finish).
     dashboard = subprocess.Popen(dashboard_command(port, address), env=env, start_new_session=True)
-    worker = subprocess.Popen(worker_command(settings, beat=True), env=env, start_new_session=True)
+    workers = Workers(worker_layout(settings, beat=True), env)
     stopping = False
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -149,23 +226,22 @@ def run_up(settings: Settings, *, port: int, address: str = "localhost") -> int:
                 print(f"dashboard exited with code {dashboard.returncode}; stopping", flush=True)
                 exit_code = dashboard.returncode or 1
                 break
-            restart = None
-            if worker.poll() is not None:
-                restart = f"the worker exited with code {worker.returncode}"
-            elif time.monotonic() - checked > CHECK_EVERY_S:
+            restart = {
+                name: f"the {name} worker exited with code {code}"
+                for name, code in workers.exited().items()
+            }
+            if "jobs" not in restart and time.monotonic() - checked > CHECK_EVERY_S:
                 checked = time.monotonic()
                 if stall.check():
-                    restart = "the worker took no queued work for a while"
-            if restart:
-                print(f"{restart}: restarting it", flush=True)
-                terminate([worker])
-                worker = subprocess.Popen(
-                    worker_command(settings, beat=True), env=env, start_new_session=True
-                )
-                stall = Stall(settings.worker_stall_seconds)
+                    restart["jobs"] = "the jobs worker took no queued work for a while"
+            for name, reason in restart.items():
+                print(f"{reason}: restarting it", flush=True)
+                workers.restart(name)
+                if name == "jobs":
+                    stall = Stall(settings.worker_stall_seconds)
             time.sleep(0.2)
     finally:
-        terminate([worker, dashboard], grace_s=settings.stop_grace_seconds)
+        terminate([*workers.all(), dashboard], grace_s=settings.stop_grace_seconds)
         # What the worker did not finish within the grace time (a finished job is not news).
         interrupted = running_submissions()
         for sig, handler in previous.items():
@@ -179,6 +255,48 @@ def run_up(settings: Settings, *, port: int, address: str = "localhost") -> int:
         )
     print("evalboard stopped", flush=True)
     return exit_code
+
+
+def run_workers(settings: Settings, job_args: Sequence[str]) -> int:
+    """``evalboard worker`` without ``-Q``: the jobs worker (with ``job_args``) and a light one.
+
+    Signals are passed on to both, so the jobs worker keeps Celery's own shutdown (a warm one
+    finishes the running job); the light one gets the stop grace time, then is killed (its
+    tasks are acknowledged late and run again). A light worker that exits on its own is
+    started again; when the jobs worker exits, so does the light one.
+    """
+    env = subprocess_env(settings)
+    workers = Workers(worker_layout(settings, beat=False, job_args=job_args), env)
+    received: list[int] = []
+
+    def _forward(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        for process in workers.all():
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    previous = {
+        sig: signal.signal(sig, _forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+    }
+    restarted = time.monotonic()
+    try:
+        while "jobs" not in (exited := workers.exited()):
+            if "light" in exited and not received and time.monotonic() - restarted > CHECK_EVERY_S:
+                print(f"the light worker exited with code {exited['light']}: restarting it",
+                      flush=True)  # fmt: skip
+                workers.restart("light")
+                restarted = time.monotonic()
+            if received and "light" in exited:
+                break
+            time.sleep(0.2)
+    finally:
+        terminate([workers.processes["light"]], grace_s=settings.stop_grace_seconds)
+        jobs = workers.processes["jobs"]
+        jobs.wait()  # a warm shutdown: Celery finishes the running job first
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    code = jobs.returncode
+    return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
 
 
 def terminate(children: list[subprocess.Popen[bytes]], grace_s: float = STOP_GRACE_S) -> None:

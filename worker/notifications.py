@@ -1,11 +1,15 @@
 """Webhook notifications: when a submission ends, and when a re-evaluation moves a rank.
 
-Delivery runs as its own task on the light queue, with a timeout and retries, so a slow or
-dead endpoint never holds an evaluation worker. Credentials in a webhook URL never reach a log.
+Delivery runs as its own task on the light queue (a worker of its own: ``evalboard up`` and a
+plain ``evalboard worker`` start one beside the evaluations'), within a total deadline and
+with retries, so a slow, trickling or dead endpoint never holds an evaluation. It connects to
+the addresses it checked (``worker/webhook_delivery.py``). Credentials in a webhook URL never
+reach a log.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -13,15 +17,14 @@ from db import submissions as queries
 from db.leaderboard import model_rank
 from db.models import Submission
 from db.session import session_scope
-from evalboard.settings import get_settings
-from evalboard.webhooks import is_private_host, notify_finished, redact
+from evalboard.errors import BadInputError
+from evalboard.settings import Settings, get_settings
+from evalboard.webhooks import notify_finished, parse_webhook, redact, webhook_addresses
+from worker.webhook_delivery import DeliveryError as DeliveryError
+from worker.webhook_delivery import post_pinned
 
 log = logging.getLogger(__name__)
 MAX_CHAIN = 100  # re-evaluations of re-evaluations: how far back to look for the webhook
-
-
-class DeliveryError(Exception):
-    """A webhook endpoint could not be reached or did not answer 2xx; retried with backoff."""
 
 
 def webhook_of(session: Any, submission: Submission) -> str | None:
@@ -65,6 +68,7 @@ def _rank(session: Any, submission: Submission) -> int | None:
         config=submission.dataset.config,
         split=split,
         spec_name=submission.spec_name,
+        columns=dict(submission.column_mapping or {}),  # its own board, of its label column
     )
 
 
@@ -114,11 +118,8 @@ def payload(session: Any, submission: Submission) -> dict[str, Any]:
 
 
 def deliver(submission_id: int) -> bool:
-    """POST the payload to the webhook; False when there is none. Raises DeliveryError (to be
-    retried) when the endpoint fails; its message never holds the URL's credentials."""
-    import requests
-
-    settings = get_settings()
+    """POST the payload to the submission's webhook; False when there is none or it may not
+    be called. Raises DeliveryError (to be retried) as ``deliver_to`` does."""
     with session_scope() as session:
         submission = queries.get_submission(session, submission_id)
         if submission is None:
@@ -127,28 +128,36 @@ def deliver(submission_id: int) -> bool:
         if url is None:
             return False
         body = payload(session, submission)
-    shown = redact(url)
-    hostname = requests.utils.urlparse(url).hostname or ""
-    if not settings.webhook_allow_private and is_private_host(hostname):
-        log.warning(
-            "webhook %s of submission %s resolves to a private address", shown, submission_id
-        )
-        return False
+    return deliver_to(url, body, get_settings(), what=f"submission {submission_id}")
+
+
+def deliver_to(url: str, body: dict[str, Any], settings: Settings, *, what: str) -> bool:
+    """POST ``body`` to ``url`` if it may be called now; True once it answered 2xx.
+
+    Raises DeliveryError (to be retried) when the endpoint fails, answers otherwise or misses
+    the deadline (``EVALBOARD_WEBHOOK_TIMEOUT_S``, for the whole exchange); its message never
+    holds the URL's credentials.
+    """
+    shown = f"webhook {redact(url)} of {what}"
     try:
-        response = requests.post(
-            url,
-            json=body,
-            timeout=settings.webhook_timeout_s,
-            allow_redirects=False,
-            headers={"User-Agent": "evalboard-webhook", "X-Evalboard-Event": "submission"},
-        )
-    except requests.RequestException as error:
-        raise DeliveryError(
-            f"webhook {shown} of submission {submission_id}: {type(error).__name__}"
-        ) from None
-    if not 200 <= response.status_code < 300:
-        raise DeliveryError(
-            f"webhook {shown} of submission {submission_id} answered {response.status_code}"
-        )
-    log.info("webhook %s of submission %s delivered", shown, submission_id)
+        target = parse_webhook(url)
+        # Resolved here, at delivery, and connected to as resolved: a name that pointed
+        # elsewhere at submit (DNS rebinding) is checked on what it points to now.
+        addresses = webhook_addresses(target, settings)
+    except BadInputError as refused:
+        log.warning("%s is not called: %s", shown, refused)
+        return False
+    except OSError as error:
+        raise DeliveryError(f"{shown} does not resolve: {type(error).__name__}") from None
+    status = post_pinned(
+        target,
+        addresses,
+        json.dumps(body).encode(),
+        headers={"User-Agent": "evalboard-webhook", "X-Evalboard-Event": "submission"},
+        deadline_s=settings.webhook_timeout_s,
+        what=shown,
+    )
+    if not 200 <= status < 300:
+        raise DeliveryError(f"{shown} answered {status}")
+    log.info("%s delivered", shown)
     return True

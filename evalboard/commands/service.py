@@ -42,21 +42,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from evalboard.queue import ALL_QUEUES
-    from worker.celery_app import app
-
-    get_settings().ensure_home()
+    """A Celery worker on the given queues (``-Q``); without them, every queue, in two workers:
+    evaluations and trainings with the given options, and the light queue (webhooks, the
+    reaper) in a small pool of its own, so that a notification never takes a job's slot."""
+    settings = get_settings()
+    settings.ensure_home()
     celery_args = list(args.celery_args)
-    if not any(a in ("-Q", "--queues") or a.startswith("--queues=") for a in celery_args):
-        celery_args += ["-Q", ",".join(ALL_QUEUES)]
-    app.worker_main(argv=["worker", *celery_args])
-    return 0
+    queues_given = any(a == "--queues" or a.startswith(("-Q", "--queues=")) for a in celery_args)
+    if queues_given or {"-h", "--help"} & set(celery_args):
+        from worker.celery_app import app
+
+        app.worker_main(argv=["worker", *celery_args])
+        return 0
+    from evalboard.processes import run_workers
+
+    return run_workers(settings, celery_args)
 
 
 def cmd_token(args: argparse.Namespace) -> int:
     from db.session import session_scope
     from db.tokens import issue_token, list_tokens, revoke_token
     from evalboard.access import require_admin
+    from evalboard.output import terminal_text
 
     settings = get_settings()
     migrate()
@@ -64,7 +71,8 @@ def cmd_token(args: argparse.Namespace) -> int:
     with session_scope() as session:
         if args.token_command == "issue":
             token_id, token = issue_token(session, args.submitter)
-            print(f"token {token_id} for {args.submitter} (shown once, store it now):")
+            shown = terminal_text(args.submitter)
+            print(f"token {token_id} for {shown} (shown once, store it now):")
             print(token)
             return 0
         if args.token_command == "revoke":
@@ -75,5 +83,6 @@ def cmd_token(args: argparse.Namespace) -> int:
             return 0 if revoked else 1
         for record in list_tokens(session):
             revoked_at = record.revoked_at.isoformat() if record.revoked_at else "-"
-            print(f"{record.id}\t{record.submitter}\t{record.created_at.isoformat()}\t{revoked_at}")
+            submitter = terminal_text(record.submitter)  # a name may hold any character
+            print(f"{record.id}\t{submitter}\t{record.created_at.isoformat()}\t{revoked_at}")
     return 0
