@@ -20,7 +20,14 @@ from db.models import Submission, utcnow
 from db.results import complete_submission
 from db.session import session_scope
 from evalboard import catalog
-from evalboard.errors import EvalboardError, FailureCategory, RefusedError
+from evalboard.errors import (
+    EvalboardError,
+    FailureCategory,
+    RefusedError,
+    as_failure,
+    is_no_space_at,
+    no_space_error,
+)
 from evalboard.references import ResolvedDataset, ResolvedModel, detect_local_dataset_format
 from evalboard.settings import get_settings
 
@@ -264,7 +271,13 @@ def record_failure(
             f"{what} ran past its {limit:.0f} s limit",
         )
     elif isinstance(error, EvalboardError):
-        category, message = error.category.value, error.message
+        named = as_failure(error, get_settings().home)
+        category, message = named.category.value, named.message
+    elif is_no_space_at(error, get_settings().home):
+        # A full disk (the cache, the artifacts, SQLite's "database or disk is full"): the
+        # operator's to fix, so never `internal`.
+        category = FailureCategory.RESOURCES.value
+        message = no_space_error(error, get_settings().home).message
     elif isinstance(error, MemoryError) or "can't allocate memory" in str(error):
         category = FailureCategory.OUT_OF_MEMORY.value
         message = (
@@ -277,11 +290,34 @@ def record_failure(
     fail(submission_id, category, message, attempt=attempt)
 
 
+# How long ``fail`` keeps trying to record a failure on a database whose disk is full (SQLite
+# beside the cache in EVALBOARD_HOME): the submission then ends `failed`, not stuck `running`.
+RECORD_RETRY_S = 15 * 60
+RECORD_RETRY_MAX_WAIT_S = 5.0
+
+
 def fail(submission_id: int, category: str, message: str, *, attempt: int | None = None) -> None:
-    with session_scope() as session:
-        queries.fail_submission(
-            session, submission_id, category=category, message=message, attempt=attempt
-        )
+    """Record the failure; while the database's disk is full, try again until it has room
+    (for up to RECORD_RETRY_S, then the reaper's heartbeat check takes over)."""
+    gives_up = time.monotonic() + RECORD_RETRY_S
+    wait = 0.5
+    while True:
+        try:
+            with session_scope() as session:
+                queries.fail_submission(
+                    session, submission_id, category=category, message=message, attempt=attempt
+                )
+            return
+        except Exception as error:
+            full = is_no_space_at(error, get_settings().home)
+            if not full or time.monotonic() + wait > gives_up:
+                raise
+            log.warning(
+                "cannot record the failure of submission %s (no space left): retrying in %.1f s",
+                submission_id, wait,
+            )  # fmt: skip
+            time.sleep(wait)
+            wait = min(wait * 2, RECORD_RETRY_MAX_WAIT_S)
 
 
 def state_of(submission_id: int) -> str:

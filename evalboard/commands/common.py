@@ -79,7 +79,7 @@ def ready_database(command: str) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from db.migrate import current_revision, head_revision
-    from evalboard.errors import EvalboardError, NotFoundError
+    from evalboard.errors import EvalboardError, NotFoundError, is_no_space_at, no_space_error
 
     settings = get_settings()
     url = str(settings.database_url)
@@ -95,6 +95,8 @@ def ready_database(command: str) -> None:
             settings.ensure_home()
         current = current_revision()
     except SQLAlchemyError as error:
+        if embedded and is_no_space_at(error, _sqlite_file(url).parent):
+            raise no_space_error(error, _sqlite_file(url).parent) from None
         cause = getattr(error, "orig", None) or error
         raise EvalboardError(
             f"cannot open the database {_shown(url)}: {type(cause).__name__}: {cause}. "

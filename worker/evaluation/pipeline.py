@@ -5,6 +5,11 @@ Stage 1 (``preprocess.geometry``) runs in a pool of threads, several batches ahe
 processes a Celery prefork child may not start). On a CUDA worker with torchvision, JPEGs are
 read in the threads and decoded by nvjpeg on the GPU, in batches, and resized there. Batches
 for a GPU are pinned, so their copy overlaps the previous batch's forward pass.
+
+Before stage 1 resizes an image, it computes the size the resize would give: an image that
+would come out over ``EVALBOARD_MAX_RESIZED_PIXELS`` (a 1×200000 strip behind shortest_edge 32
+is 6.4M×32), or under one pixel on a side, is a bad image by name, as a corrupt one is, and
+the spec's bad-image policy skips it or fails the run.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from worker.evaluation.preprocess import Plan, geometry, to_tensor
+from worker.evaluation.preprocess import Plan, ProcessorGeometry, geometry, output_size, to_tensor
 from worker.evaluation.sources import ROW_ID, BadImage, LoadedSplit, decode_image
 
 if TYPE_CHECKING:
@@ -44,14 +49,60 @@ class Batch:
         return len(self.labels) + len(self.bad)
 
 
-def cpu_geometry(plan: Plan, processor_geometry: Geometry | None) -> Geometry:
-    """Stage 1 on the CPU: the plan in torch, or the processor itself."""
-    if processor_geometry is not None:
-        return processor_geometry
-    return lambda image: geometry(plan, to_tensor(image))
+class Stage1:
+    """Stage 1 on the CPU (the plan in torch, or the processor itself), refusing an image
+    whose resized size is out of bounds before anything is allocated for it."""
+
+    def __init__(
+        self, plan: Plan, processor_geometry: ProcessorGeometry | None, max_resized_pixels: int
+    ) -> None:
+        self.plan = plan
+        self.processor_geometry = processor_geometry
+        self.max_resized_pixels = max_resized_pixels
+
+    def resized_size(self, height: int, width: int) -> tuple[int, int]:
+        """The largest (H, W) an image of this size becomes on the way through stage 1."""
+        if self.processor_geometry is not None:
+            return self.processor_geometry.resized_size(height, width)
+        return output_size(self.plan, height, width)
+
+    def refusal(self, height: int, width: int) -> str | None:
+        """Why an image of this size is not resized (None: it may be)."""
+        resized_height, resized_width = self.resized_size(height, width)
+        if min(resized_height, resized_width) < 1:
+            return (
+                f"{width}x{height} pixels would be resized to {resized_width}x{resized_height}: "
+                "its aspect ratio is too extreme for the model's image processor"
+            )
+        if resized_height * resized_width > self.max_resized_pixels:
+            return (
+                f"{width}x{height} pixels would be resized to {resized_width}x{resized_height}, "
+                f"over the limit of {self.max_resized_pixels} pixels "
+                "(EVALBOARD_MAX_RESIZED_PIXELS)"
+            )
+        return None
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        reason = self.refusal(image.height, image.width)
+        if reason is not None:
+            raise BadImage(reason)
+        if self.processor_geometry is not None:
+            return self.processor_geometry(image)
+        return geometry(self.plan, to_tensor(image))
 
 
-def _raw_jpeg(value: Any, max_pixels: int) -> bytes | None:
+def cpu_geometry(
+    plan: Plan, processor_geometry: ProcessorGeometry | None, max_resized_pixels: int | None = None
+) -> Stage1:
+    """Stage 1 on the CPU, bounded by ``max_resized_pixels`` (default: the setting)."""
+    if max_resized_pixels is None:
+        from evalboard.settings import get_settings
+
+        max_resized_pixels = get_settings().max_resized_pixels
+    return Stage1(plan, processor_geometry, max_resized_pixels)
+
+
+def _raw_jpeg(value: Any, max_pixels: int, stage1: Geometry | None = None) -> bytes | None:
     """The bytes of a JPEG small enough to decode, read without decoding; None otherwise."""
     from PIL import Image
 
@@ -69,6 +120,8 @@ def _raw_jpeg(value: Any, max_pixels: int) -> bytes | None:
         with Image.open(io.BytesIO(data)) as header:
             if header.format != "JPEG" or header.width * header.height > max_pixels:
                 return None
+            if isinstance(stage1, Stage1) and stage1.refusal(header.height, header.width):
+                return None  # refused by name on the CPU path
             if header.mode not in ("RGB", "L"):
                 return None  # CMYK, YCCK …: PIL converts them as the processor would
     except Exception:  # noqa: BLE001 - PIL decides, on the CPU path, why it is unreadable
@@ -99,7 +152,7 @@ def decoded_batches(
         for value, label, row_id in zip(
             block[image_column], block[label_column], block[ROW_ID], strict=True
         ):
-            raw = _raw_jpeg(value, max_pixels) if gpu_jpegs else None
+            raw = _raw_jpeg(value, max_pixels, stage1) if gpu_jpegs else None
             if raw is not None:
                 jpegs.append((len(images), raw))
                 images.append(None)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -134,7 +135,8 @@ def _torch_plan(
 
 
 def output_size(plan: Plan, height: int, width: int) -> tuple[int, int]:
-    """The resized (H, W) of an image, as transformers computes it."""
+    """The resized (H, W) of an image, as transformers computes it (before the crop); a side
+    may come out 0 for an extreme aspect ratio under ``longest_edge``."""
     if plan.height and plan.width:
         return (plan.height, plan.width)
     if plan.shortest_edge:
@@ -145,6 +147,43 @@ def output_size(plan: Plan, height: int, width: int) -> tuple[int, int]:
             new_short, new_long = int(plan.longest_edge * new_short / new_long), plan.longest_edge
         return (new_short, new_long) if height <= width else (new_long, new_short)
     return (height, width)
+
+
+def _processor_resize(processor: Any, size: Any, height: int, width: int) -> tuple[int, int]:
+    """(H, W) of a transformers processor's resize: an exact size, or the aspect ratio kept
+    with the shortest edge (over ``crop_pct`` first, as ConvNeXt's and PoolFormer's do), the
+    longest edge, or bounds; for a size this does not know, its largest number on the short
+    side with the aspect ratio kept (an upper bound)."""
+    crop_pct = float(getattr(processor, "crop_pct", None) or 1.0)
+    exact_height, exact_width = _size(size, "height"), _size(size, "width")
+    shortest, longest = _size(size, "shortest_edge"), _size(size, "longest_edge")
+    if exact_height and exact_width:
+        return (math.ceil(exact_height / crop_pct), math.ceil(exact_width / crop_pct))
+    if not shortest and not longest:
+        bounds = (_size(size, "max_height"), _size(size, "max_width"))
+        if all(bounds):
+            scale = min(bounds[0] / height, bounds[1] / width)
+            return (int(height * scale), int(width * scale))
+        if _size(size, "max_pixels"):  # an area bound: at most that many pixels
+            scale = math.sqrt(_size(size, "max_pixels") / (height * width))
+            return (int(height * scale), int(width * scale))
+        named = size.items() if isinstance(size, dict) else vars(size).items()
+        known = [int(v) for k, v in named
+                 if isinstance(v, int | float) and v and not k.endswith("pixels")]  # fmt: skip
+        if not known:
+            return (height, width)
+        shortest = max(known)
+    kept = Plan(
+        geometry="torch", height=None, width=None,
+        shortest_edge=int(shortest / crop_pct) if shortest else None,
+        longest_edge=int(longest) if longest else None, mode="bilinear", crop_height=None,
+        crop_width=None, rescale=None, mean=None, std=None,
+    )  # fmt: skip
+    if kept.shortest_edge:
+        return output_size(kept, height, width)
+    # The longest edge alone, the aspect ratio kept.
+    scale = kept.longest_edge / max(height, width) if kept.longest_edge else 1.0
+    return (int(height * scale), int(width * scale))
 
 
 def geometry(plan: Plan, image: torch.Tensor) -> torch.Tensor:
@@ -221,6 +260,20 @@ class ProcessorGeometry:
 
     def __init__(self, processor: Any) -> None:
         self.processor = processor
+
+    def resized_size(self, height: int, width: int) -> tuple[int, int]:
+        """The largest (H, W) the processor makes on its way from a ``height`` × ``width``
+        image (its resize, ``crop_pct``'s larger first resize, padding), without running it."""
+        processor = self.processor
+        size = getattr(processor, "size", None) if getattr(processor, "do_resize", False) else None
+        resized = (
+            (height, width) if size is None else _processor_resize(processor, size, height, width)
+        )
+        pad = getattr(processor, "pad_size", None) if getattr(processor, "do_pad", False) else None
+        if pad is not None and _size(pad, "height") and _size(pad, "width"):
+            resized = (max(resized[0], int(_size(pad, "height"))),
+                       max(resized[1], int(_size(pad, "width"))))  # fmt: skip
+        return resized
 
     def __call__(self, image: Any) -> torch.Tensor:
         import torch

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evalboard.errors import is_no_space
+
 if TYPE_CHECKING:
     from worker.evaluation.adapter import ImageClassifier
 
@@ -126,8 +128,14 @@ def _read(cache_file: Path | None) -> dict[str, Any]:
 
 
 def _write(cache_file: Path, known: dict[str, Any]) -> None:
-    """Write the whole file atomically (two workers may probe at once: the last one wins)."""
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    """Write the whole file atomically (two workers may probe at once: the last one wins); a
+    disk too full to keep it only costs the next evaluation a probe."""
     temporary = cache_file.with_suffix(f".{time.monotonic_ns()}.tmp")
-    temporary.write_text(json.dumps(known, indent=1, sort_keys=True))
-    temporary.replace(cache_file)
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(json.dumps(known, indent=1, sort_keys=True))
+        temporary.replace(cache_file)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        if not is_no_space(error):
+            raise

@@ -13,6 +13,11 @@ worker on the machine.
   trusted. The check runs once per process and entry.
 - The cache is capped (``EVALBOARD_CACHE_MAX_GB``): least-recently-used entries are evicted,
   under a file lock, after each write.
+- The images file is written through a memory map, and a memory-mapped write on a full disk
+  kills the process with SIGBUS: its blocks are reserved first (``posix_fallocate``), leaving a
+  margin free for the database beside it. When they cannot be, the evaluation runs without the
+  cache. A writer holds a lock on its temporary folder while it lives, so the folder of a dead
+  writer (killed, out of space) is recognised and removed by the next open, write or eviction.
 """
 
 from __future__ import annotations
@@ -33,9 +38,21 @@ from typing import Any
 
 import numpy as np
 
+from evalboard.errors import is_no_space
+
 FORMAT = 1
-STALE_TEMPORARY_S = 6 * 3600  # a writer's folder untouched this long belongs to a dead writer
+# A writer's folder without a lock file (an older writer's) untouched this long is dead.
+STALE_TEMPORARY_S = 6 * 3600
+WRITING = ".writing"  # in a writer's folder: locked (flock) for as long as the writer lives
+# What an entry must leave free on its disk (the SQLite database may live beside it): this
+# share of the disk, at most MARGIN_MAX_BYTES.
+MARGIN_SHARE = 0.05
+MARGIN_MAX_BYTES = 1 << 30
 _verified: set[tuple[str, int, int]] = set()
+
+
+class NoSpace(Exception):
+    """The disk cannot hold the entry: the evaluation goes on without the cache."""
 
 
 def cache_key(**parts: Any) -> str:
@@ -61,6 +78,26 @@ class Entry:
     meta: dict[str, Any]
 
 
+def _reserve(path: Path, size: int) -> None:
+    """Allocate the file's blocks now, so that writing through its memory map cannot meet a
+    full disk; raises the OSError of a disk that cannot hold them."""
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        try:
+            os.posix_fallocate(descriptor, 0, size)
+        except OSError as error:
+            if is_no_space(error):
+                raise
+            # A filesystem without fallocate (EINVAL, EOPNOTSUPP): write the blocks instead.
+            block = bytes(1 << 22)
+            os.lseek(descriptor, 0, os.SEEK_SET)
+            for start in range(0, size, len(block)):
+                os.write(descriptor, block[: min(len(block), size - start)])
+            os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 class Writer:
     """Fills a new entry batch by batch; ``finish`` publishes it, ``abort`` drops it."""
 
@@ -69,9 +106,25 @@ class Writer:
         self.key = key
         self.folder = cache.root / f"tmp-{key[:16]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.folder.mkdir(parents=True)
-        self.images = np.lib.format.open_memmap(
-            self.folder / "images.npy", mode="w+", dtype=np.uint8, shape=(count, *shape)
-        )
+        self._lock: int | None = None
+        try:
+            # Held until this process ends: the folder's owner is alive while it is locked.
+            # Locked under another name first, so nobody finds it unlocked.
+            unnamed = self.folder / f"{WRITING}-{uuid.uuid4().hex[:8]}"
+            self._lock = os.open(unnamed, os.O_WRONLY | os.O_CREAT, 0o600)
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(unnamed, self.folder / WRITING)
+            # The header is written and the file sized (sparse); its blocks are reserved
+            # before the first image is written through the map.
+            self.images = np.lib.format.open_memmap(
+                self.folder / "images.npy", mode="w+", dtype=np.uint8, shape=(count, *shape)
+            )
+            _reserve(self.folder / "images.npy", (self.folder / "images.npy").stat().st_size)
+        except OSError as error:
+            self.abort()
+            if is_no_space(error):
+                raise NoSpace(str(error)) from error
+            raise
         self.labels = np.zeros(count, dtype=np.int64)
         self.filled = 0
 
@@ -81,40 +134,91 @@ class Writer:
         self.labels[self.filled : end] = labels
         self.filled = end
 
-    def finish(self, meta: dict[str, Any]) -> None:
-        """Publish the entry. Its first ``count`` images are the readable ones (unreadable
-        images leave unused rows at the end of the file)."""
+    def finish(self, meta: dict[str, Any]) -> bool:
+        """Publish the entry; False when it was dropped instead. Its first ``count`` images are
+        the readable ones (unreadable images leave unused rows at the end of the file). A disk
+        too full for the last small files drops the entry: the evaluation has its images."""
         count = self.filled
-        self.images.flush()
-        del self.images
-        np.save(self.folder / "labels.npy", self.labels[:count])
-        files = {
-            name: {"bytes": (self.folder / name).stat().st_size, "crc32": _crc(self.folder / name)}
-            for name in ("images.npy", "labels.npy")
-        }
-        document = {"format": FORMAT, "count": count, "files": files, "created": time.time(),
-                    **meta}  # fmt: skip
-        (self.folder / "meta.json").write_text(json.dumps(document))
+        try:
+            self.images.flush()
+            del self.images
+            np.save(self.folder / "labels.npy", self.labels[:count])
+            files = {
+                name: {
+                    "bytes": (self.folder / name).stat().st_size,
+                    "crc32": _crc(self.folder / name),
+                }
+                for name in ("images.npy", "labels.npy")
+            }
+            document = {"format": FORMAT, "count": count, "files": files,
+                        "created": time.time(), **meta}  # fmt: skip
+            (self.folder / "meta.json").write_text(json.dumps(document))
+        except OSError as error:
+            self.abort()
+            if is_no_space(error):
+                self.cache.skipped = "no space"
+                return False
+            raise
+        (self.folder / WRITING).unlink(missing_ok=True)
         target = self.cache.root / self.key
         try:
             self.folder.rename(target)
         except OSError:  # another writer published the same entry first: keep theirs
-            shutil.rmtree(self.folder, ignore_errors=True)
-            return
-        (target / "used").touch()
+            self.abort()
+            return True
+        self._unlock()
+        _touch(target / "used")
         for name in files:  # checksummed just now: this process need not read them again
             stat = (target / name).stat()
             _verified.add((str(target / name), stat.st_mtime_ns, stat.st_size))
         self.cache.evict(keep=self.key)
+        return True
 
     def abort(self) -> None:
+        if hasattr(self, "images"):
+            del self.images  # unmapped before its file goes
         shutil.rmtree(self.folder, ignore_errors=True)
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+
+def _touch(path: Path) -> None:
+    """Mark an entry used; a full disk may refuse even that, which costs only LRU order."""
+    try:
+        path.touch()
+    except OSError:
+        pass
+
+
+def _dead_writer(folder: Path, now: float) -> bool:
+    """Whether a writer's temporary folder belongs to a process that is gone."""
+    try:
+        descriptor = os.open(folder / WRITING, os.O_RDONLY)
+    except FileNotFoundError:
+        try:  # a folder without a lock file: dead once untouched for long
+            return now - folder.stat().st_mtime > STALE_TEMPORARY_S
+        except OSError:
+            return False
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return False  # its writer holds the lock: alive
+    finally:
+        os.close(descriptor)
+    return True
 
 
 class TensorCache:
     def __init__(self, root: Path, max_bytes: int) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self.skipped = "off"  # why the last ``writer`` gave none: "off" | "no space"
 
     @property
     def enabled(self) -> bool:
@@ -123,7 +227,10 @@ class TensorCache:
     def open(self, key: str) -> Entry | None:
         """The entry for ``key`` if it is complete and intact; a damaged one is removed."""
         folder = self.root / key
-        if not self.enabled or not (folder / "meta.json").is_file():
+        if not self.enabled:
+            return None
+        self.remove_dead_writers()
+        if not (folder / "meta.json").is_file():
             return None
         try:
             meta = json.loads((folder / "meta.json").read_text())
@@ -145,16 +252,45 @@ class TensorCache:
         except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
             shutil.rmtree(folder, ignore_errors=True)
             return None
-        (folder / "used").touch()
+        _touch(folder / "used")
         return Entry(folder, images, labels, meta)
 
     def writer(self, key: str, count: int, shape: tuple[int, ...]) -> Writer | None:
-        """A writer for a new entry; None when the cache is off or the entry cannot fit."""
+        """A writer for a new entry; None when the cache is off, or the entry cannot fit under
+        the cap or on the disk (``skipped`` then says why)."""
         size = count * int(np.prod(shape))
+        self.skipped = "off"
         if not self.enabled or size > self.max_bytes:
             return None
-        self.root.mkdir(parents=True, exist_ok=True)
-        return Writer(self, key, count, shape)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.remove_dead_writers()
+            disk = shutil.disk_usage(self.root)
+            if disk.free - size < min(MARGIN_MAX_BYTES, disk.total * MARGIN_SHARE):
+                raise NoSpace(f"{size} bytes do not fit in the {disk.free} free on the disk")
+            return Writer(self, key, count, shape)
+        except NoSpace:
+            self.skipped = "no space"
+            return None
+        except OSError as error:
+            if not is_no_space(error):
+                raise
+            self.skipped = "no space"
+            return None
+
+    def remove_dead_writers(self) -> list[str]:
+        """Remove the temporary folders of writers that are gone; returns their names."""
+        removed: list[str] = []
+        now = time.time()
+        try:
+            folders = [f for f in self.root.iterdir() if f.name.startswith("tmp-")]
+        except OSError:
+            return removed
+        for folder in folders:
+            if folder.is_dir() and _dead_writer(folder, now):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+        return removed
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -183,26 +319,27 @@ class TensorCache:
     def evict(self, keep: str | None = None) -> list[str]:
         """Remove least-recently-used entries until the cache fits its cap (and dead writers'
         leftovers); returns the keys removed."""
+        try:
+            with self._locked():
+                self.remove_dead_writers()
+                return self._evict_unlocked(keep)
+        except OSError as error:  # a disk too full for even the lock file: evict next time
+            if is_no_space(error):
+                return []
+            raise
+
+    def _evict_unlocked(self, keep: str | None) -> list[str]:
         removed = []
-        with self._locked():
-            now = time.time()
-            for folder in self.root.iterdir():
-                if folder.name.startswith("tmp-"):
-                    try:
-                        if now - folder.stat().st_mtime > STALE_TEMPORARY_S:
-                            shutil.rmtree(folder, ignore_errors=True)
-                    except OSError:
-                        pass
-            entries = sorted(self.entries())
-            total = sum(size for _, size, _ in entries)
-            for _, size, folder in entries:
-                if total <= self.max_bytes:
-                    break
-                if folder.name == keep:
-                    continue
-                shutil.rmtree(folder, ignore_errors=True)
-                total -= size
-                removed.append(folder.name)
+        entries = sorted(self.entries())
+        total = sum(size for _, size, _ in entries)
+        for _, size, folder in entries:
+            if total <= self.max_bytes:
+                break
+            if folder.name == keep:
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            total -= size
+            removed.append(folder.name)
         return removed
 
 
