@@ -366,5 +366,20 @@ def stale_running(session: Session, *, older_than: datetime) -> Sequence[Submiss
     )
 
 
+def long_queued(session: Session, *, older_than: datetime) -> Sequence[Submission]:
+    """Queued submissions with no sign of life since ``older_than``: created (or, put back by
+    the reaper, last heartbeat) before it. Oldest first."""
+    last_seen = func.coalesce(Submission.heartbeat_at, Submission.created_at)
+    return (
+        session.scalars(
+            select(Submission)
+            .where(Submission.state == SubmissionState.QUEUED.value, last_seen < older_than)
+            .order_by(Submission.id)
+        )
+        .unique()
+        .all()
+    )
+
+
 def rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)

@@ -15,6 +15,7 @@ from evalboard.settings import Settings, crontab_of, get_settings
 EVALUATE_TASK = "evalboard.evaluate"
 TRAIN_TASK = "evalboard.train"
 REAP_TASK = "evalboard.reap_stale"
+REQUEUE_TASK = "evalboard.requeue_lost"
 REEVALUATE_TASK = "evalboard.reevaluate"
 NOTIFY_TASK = "evalboard.notify"
 
@@ -31,6 +32,8 @@ TASK_ROUTES = {
 KIND_TASKS = {"evaluate": EVALUATE_TASK, "train": TRAIN_TASK}
 # After its own deadline a job gets this long to record ``timeout`` before it is killed.
 HARD_LIMIT_GRACE_S = 60
+# How long a new prefork child may take to start (its imports) before it is replaced.
+CHILD_START_TIMEOUT_S = 60.0
 
 
 def transport_options(broker_url: str, visibility_timeout: float) -> dict[str, object]:
@@ -43,11 +46,17 @@ def transport_options(broker_url: str, visibility_timeout: float) -> dict[str, o
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """What beat sends: the reaper every few heartbeats, the re-evaluation check on its crontab."""
+    """What beat sends: the reaper every few heartbeats, the reconciler of lost messages, the
+    re-evaluation check on its crontab."""
     schedule: dict[str, dict[str, Any]] = {
         "reap-stale-submissions": {
             "task": REAP_TASK,
             "schedule": max(30.0, settings.heartbeat_seconds * 3),
+        },
+        # Queued work whose message the broker lost is sent again (worker.scheduling.reconcile).
+        "requeue-lost-submissions": {
+            "task": REQUEUE_TASK,
+            "schedule": min(60.0, max(1.0, settings.requeue_after_seconds / 2)),
         },
     }
     if settings.reevaluate_schedule.strip().lower() not in ("", "off"):
@@ -81,6 +90,11 @@ def configure(app: Celery, settings: Settings) -> None:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # Prefork with locks a killed child cannot keep (see worker.prefork); a child that has not
+        # said it is up after this long is replaced, but one that imports torch on a busy
+        # machine needs more than Celery's 4 s, or it is killed and replaced for ever.
+        worker_pool="worker.prefork:TaskPool",
+        worker_proc_alive_timeout=CHILD_START_TIMEOUT_S,
         task_routes=TASK_ROUTES,
         task_default_queue=LIGHT_QUEUE,
         task_create_missing_queues=True,

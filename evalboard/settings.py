@@ -54,9 +54,15 @@ class Settings(BaseSettings):
     train_time_limit: float = 24 * 3600
     # Unacknowledged Redis messages are redelivered after this; above the longest job.
     visibility_timeout: float = 26 * 3600
+    # A submission queued this long whose message the broker lost (a Redis restarted empty)
+    # is sent again by beat, which checks every half of it (at most every minute).
+    requeue_after_seconds: float = Field(default=120.0, gt=0)
     # Security: pickle checkpoints are refused unless allowed (then loaded weights_only).
     allow_pickle_weights: bool = False
     max_image_pixels: int = 89_478_485  # PIL's own default decompression-bomb limit
+    # The most pixels an image may have once the model's processor resized it (a 1×200000
+    # image behind shortest_edge 32 would be 6.4M×32); a bigger one is a bad image.
+    max_resized_pixels: int = Field(default=4096 * 4096, gt=0)
     # Address-space limit of one job in its worker child (None: 3/4 of the memory; 0: none).
     job_memory_gb: float | None = Field(default=None, ge=0)
     # The preprocessed-tensor cache under HOME/cache/tensors (0 turns it off); LRU-evicted.

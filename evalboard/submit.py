@@ -6,6 +6,7 @@ the duplicate and quota checks atomic under the submitter's lock. Light: no torc
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -18,11 +19,11 @@ from db import submissions as queries
 from db.models import utcnow
 from db.schemas import DatasetRefCreate, ModelRefCreate, SubmissionCreate
 from db.session import locked_scope, session_scope
-from evalboard import catalog
+from evalboard import catalog, dataset_classes, model_files
 from evalboard.access import authenticate
 from evalboard.contents import printable
 from evalboard.dataset_files import check_dataset_files
-from evalboard.errors import BadInputError, EvalboardError, FailureCategory, RefusedError
+from evalboard.errors import BadInputError, RefusedError
 from evalboard.references import (
     ResolvedDataset,
     ResolvedModel,
@@ -33,6 +34,8 @@ from evalboard.references import (
 from evalboard.settings import Settings, get_settings
 from evalboard.training_params import TrainingParams
 from evalboard.webhooks import validate_webhook_url
+
+log = logging.getLogger(__name__)
 
 # Re-evaluations are recorded under this name; nobody else may submit as it.
 SYSTEM_SUBMITTER = "system"
@@ -134,6 +137,8 @@ def prepare(
             image_columns=[columns["image"]],
             structs=False,
         )
+    if "label" in columns and params is None:
+        check_label_names(model, dataset, columns["label"])
     if params is not None:
         parameters["training"] = params.model_dump()
     return SubmissionCreate(
@@ -160,6 +165,19 @@ def prepare(
         spec_version=spec.version,
         webhook_url=webhook,
     )
+
+
+def check_label_names(model: ResolvedModel, dataset: ResolvedDataset, label_column: str) -> None:
+    """Before queueing, where the model's labels and a local dataset's class names are cheap
+    to read: refuse a match by name that would be ambiguous (the worker checks it again)."""
+    if dataset.source != "local":
+        return
+    labels = model_files.submitted_model_labels(model.source, model.name, model.resolved_revision)
+    if not labels or not model_files.label_collisions(labels):
+        return  # dataset names alone are checked by the worker: no read at submit for them
+    names = dataset_classes.class_names(Path(dataset.name), dataset.local_format, label_column)
+    if names:
+        model_files.label_columns(labels, names)
 
 
 def resolve(evaluation: EvaluationInput, settings: Settings) -> Resolved:
@@ -273,16 +291,14 @@ def record_and_enqueue(
         submission_id = queries.create_submission(session, request).id
     try:
         enqueue(submission_id, request.kind)
-    except Exception as error:
-        # Recorded but never sent: end it with a reason rather than leave it queued forever.
-        with session_scope() as session:
-            queries.fail_submission(
-                session,
-                submission_id,
-                category=FailureCategory.INTERNAL.value,
-                message=f"could not enqueue on the broker: {type(error).__name__}: {error}",
-            )
-        raise EvalboardError(f"could not enqueue submission {submission_id}: {error}") from error
+    except Exception as error:  # noqa: BLE001 - whatever the broker raised, the row is kept
+        # Recorded but not sent: it stays queued, and beat's reconciler
+        # (worker.scheduling.reconcile) sends it once the broker answers again.
+        log.warning(
+            "submission %s is recorded as queued, but the broker could not take it (%s: %s); "
+            "it is sent once the broker answers again, after %.0f s queued",
+            submission_id, type(error).__name__, error, settings.requeue_after_seconds,
+        )  # fmt: skip
     return Submitted(submission_id, duplicate=False)
 
 

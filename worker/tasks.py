@@ -11,6 +11,7 @@ from evalboard.queue import (
     NOTIFY_TASK,
     REAP_TASK,
     REEVALUATE_TASK,
+    REQUEUE_TASK,
     TRAIN_TASK,
     app,
 )
@@ -38,6 +39,14 @@ def reap_stale_submissions() -> int:
     from worker.scheduling.reaper import reap_stale
 
     return reap_stale()
+
+
+@app.task(name=REQUEUE_TASK)
+def requeue_lost_submissions() -> list[int]:
+    """Send again queued submissions whose message the broker lost (a Redis restarted empty)."""
+    from worker.scheduling.reconcile import requeue_lost
+
+    return requeue_lost()
 
 
 @app.task(name=REEVALUATE_TASK)

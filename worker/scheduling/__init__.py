@@ -1,1 +1,1 @@
-"""What beat sends: the reaper of lost work and the re-evaluation check."""
+"""What beat sends: the reaper of lost work, the reconciler of lost messages, re-evaluation."""
