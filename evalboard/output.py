@@ -210,9 +210,11 @@ def report_text(report: SubmissionReport) -> str:
         tables.append(len(lines))
         lines.append(table(("metric", "value", "95% interval"), rows))
         if provenance.get("images_per_s"):
+            model_rate = provenance.get("model_images_per_s")
             lines.append(
                 f"{provenance['images_per_s']} images/s on {provenance.get('device')} "
-                f"({provenance.get('precision', 'fp32')})"
+                f"({provenance.get('precision', 'fp32')}), decoding included"
+                + (f"; the model alone: {model_rate} images/s" if model_rate else "")
             )
     if report.flags:
         lines.append(f"flags: {', '.join(report.flags)}")
