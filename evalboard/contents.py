@@ -172,8 +172,8 @@ def check_hash_bytes(total: int, settings: Settings, *, what: str) -> None:
         )
 
 
-def load_json(path: Path, *, what: str) -> Any:
-    """A JSON file read with bounds: size, UTF-8, nesting; every failure is ``bad_input``."""
+def read_text(path: Path, *, what: str, encoding: str = "utf-8") -> str:
+    """A small text file read with bounds: size and encoding; every failure is ``bad_input``."""
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_JSON_BYTES + 1)
@@ -182,9 +182,14 @@ def load_json(path: Path, *, what: str) -> Any:
     if len(raw) > MAX_JSON_BYTES:
         raise BadInputError(f"{what} is larger than {MAX_JSON_BYTES} bytes")
     try:
-        text = raw.decode("utf-8")
+        return raw.decode(encoding)
     except UnicodeDecodeError as error:
         raise BadInputError(f"{what} is not UTF-8 text (byte {error.start})") from None
+
+
+def load_json(path: Path, *, what: str) -> Any:
+    """A JSON file read with bounds: size, UTF-8, nesting; every failure is ``bad_input``."""
+    text = read_text(path, what=what)
     try:
         return json.loads(text)
     except RecursionError:

@@ -9,7 +9,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from evalboard.contents import MAX_JSON_BYTES, check_links, printable, real_path, shown
+from evalboard.contents import check_links, printable, read_text, real_path, shown
 from evalboard.dataset_files import METADATA_FILES, check_metadata_file
 from evalboard.errors import BadInputError, NotFoundError, RefusedError
 
@@ -112,17 +112,7 @@ def check_card_configs(file: Path, *, what: str) -> None:
 def _card_data(file: Path, *, what: str) -> dict[str, Any]:
     import yaml
 
-    try:
-        with file.open("rb") as handle:
-            raw = handle.read(MAX_JSON_BYTES + 1)
-    except OSError as error:
-        raise BadInputError(f"{what} cannot be read: {error.strerror}") from None
-    if len(raw) > MAX_JSON_BYTES:
-        raise BadInputError(f"{what} is larger than {MAX_JSON_BYTES} bytes")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise BadInputError(f"{what} is not UTF-8 text (byte {error.start})") from None
+    text = read_text(file, what=what, encoding="utf-8-sig")
     try:
         if file.name == "README.md":
             from huggingface_hub import DatasetCard

@@ -41,7 +41,13 @@ def transport_options(broker_url: str, visibility_timeout: float) -> dict[str, o
     if broker_url.startswith(("redis://", "rediss://")):
         return {"visibility_timeout": visibility_timeout}
     if broker_url.startswith("sqla+sqlite"):
-        return {"connect_args": {"timeout": 30}}
+        from sqlalchemy.pool import NullPool
+
+        # kombu keeps one engine per broker for the process's lifetime: a pooled SQLite
+        # connection would cross the fork into embedded beat and the prefork children, where
+        # using it fails with "disk I/O error" (and kombu's recovery leaves beat's producer on
+        # a closed channel). Without a pool every checkout opens the file afresh.
+        return {"connect_args": {"timeout": 30}, "poolclass": NullPool}
     return {}
 
 
@@ -99,6 +105,7 @@ def configure(app: Celery, settings: Settings) -> None:
         task_default_queue=LIGHT_QUEUE,
         task_create_missing_queues=True,
         beat_schedule=beat_schedule(settings),
+        beat_scheduler="worker.beat:Scheduler",
         beat_schedule_filename=str(settings.home / "celerybeat-schedule"),
         timezone="UTC",
         worker_hijack_root_logger=False,
