@@ -96,7 +96,7 @@ ACTIVE_OR_DONE = (
     SubmissionState.SUCCEEDED.value,
 )
 # Failures that are ours, not the submitter's: they do not count against a quota.
-OUR_FAILURES = ("internal", "worker_lost", "timeout", "out_of_memory")
+OUR_FAILURES = ("internal", "worker_lost", "timeout", "out_of_memory", "resources")
 
 
 def find_duplicate(
