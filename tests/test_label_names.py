@@ -339,11 +339,12 @@ def test_the_worker_refuses_ambiguous_names_and_shows_names_that_differ_escaped(
     root = data_root / f"worker-labels-{backend.name}-{next(_fresh)}"
     root.mkdir()
     words = _model_with_labels(tiny_models.trained_resnet, root, WORDS)
+    plain = _digits_with_class_names(root / "plain", WORDS, list(range(10)))
     hub = factories.cached_hub_model(f"changed-{backend.name}-{next(_fresh)}")
     cases: dict[str, tuple[str, str, list[str]]] = {
         # Clean at submit; its cached config.json names "one" twice before the worker runs.
         "Hub config changed after submit": (
-            hub, str(digits.parquet), [AMBIGUOUS, "id2label", "'ONE' (output 0)", "(output 1)"]
+            hub, str(plain), [AMBIGUOUS, "id2label", "'ONE' (output 0)", "(output 1)"]
         ),
         "dataset classes one by case and spaces": (
             str(words),
@@ -361,7 +362,7 @@ def test_the_worker_refuses_ambiguous_names_and_shows_names_that_differ_escaped(
         ),
         "names that differ invisibly": (
             str(_model_with_labels(tiny_models.trained_resnet, root, ["ze\u200bro", *WORDS[1:]])),
-            str(_digits_with_class_names(root / "plain", WORDS, list(range(10)))),
+            str(plain),
             ["do not match", "'ze\\u200bro'"],
         ),
     }  # fmt: skip
