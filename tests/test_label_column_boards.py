@@ -22,15 +22,13 @@ from db.identity import columns_key
 from db.leaderboard import model_rank
 from db.models import Result, Submission
 from db.predictions import load_predictions
-from db.results import complete_submission
-from db.schemas import DatasetRefCreate, MetricResult, ModelRefCreate, SubmissionCreate
 from db.session import session_scope
-from db.submissions import claim_submission, create_submission
 from evalboard import catalog
 from tests import factories, servers
 from tests.conftest import TinyModels
 from tests.servers import wait_for
 from tests.test_end_to_end import ROOT, evalboard, run_json
+from tests.test_leaderboard_cli import result as leaderboard_result
 
 SPEC = factories.SPEC
 TASK = SPEC.task
@@ -223,23 +221,7 @@ def result(
 ) -> int:
     """A succeeded evaluation of ``model`` read with ``label`` (None: no mapping stored)."""
     columns = {} if label is None else {"image": image or "image", "label": label}
-    request = SubmissionCreate(
-        task=TASK, spec_name=SPEC.name, spec_version=SPEC.version, column_mapping=columns,
-        model=ModelRefCreate(source="local", name=model, resolved_revision=f"rev-{model}"),
-        dataset=DatasetRefCreate(source="local", name=dataset, fingerprint="fp"),
-    )  # fmt: skip
-    metrics = [
-        MetricResult(metric=name, value=accuracy - i / 100, higher_is_better=True,
-                     ci_low=accuracy - i / 100 - 0.02, ci_high=accuracy - i / 100 + 0.02)
-        for i, name in enumerate(SPEC.metrics)
-    ]  # fmt: skip
-    with session_scope() as session:
-        submission_id = create_submission(session, request).id
-        assert claim_submission(session, submission_id)
-        assert complete_submission(
-            session, submission_id, metrics=metrics, n_samples=100, provenance={"split": "test"}
-        )
-    return submission_id
+    return leaderboard_result(model, accuracy, dataset=dataset, columns=columns)
 
 
 def cli_board(*options: str) -> subprocess.CompletedProcess[str]:

@@ -35,9 +35,18 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )  # fmt: skip
 
 
-def result(model: str, accuracy: float, *, dataset: str = "/data/digits") -> int:
+def result(
+    model: str,
+    accuracy: float,
+    *,
+    dataset: str = "/data/digits",
+    columns: dict[str, str] | None = None,
+) -> int:
+    """A succeeded evaluation of ``model`` with every metric of the spec (``columns``: the
+    column mapping stored, none by default)."""
     request = SubmissionCreate(
         task=SPEC.task, spec_name=SPEC.name, spec_version=SPEC.version,
+        column_mapping=columns or {},
         model=ModelRefCreate(source="local", name=model, resolved_revision=f"rev-{model}"),
         dataset=DatasetRefCreate(source="local", name=dataset, fingerprint="fp"),
     )  # fmt: skip
